@@ -1,0 +1,67 @@
+//! The application state every request and background task shares: the
+//! database, the executor registry, the authorizer, the blob store and the
+//! event hub, built once at start-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use playground_executors::Registry;
+use playground_policies::Authorizer;
+use sea_orm::DatabaseConnection;
+
+use crate::auth::{Authenticator, load_or_create_secret};
+use crate::blobs::BlobStore;
+use crate::config::ServeConfig;
+use crate::events::Hub;
+use crate::services::credentials::Vault;
+
+/// Everything a request needs.
+pub struct App {
+    pub db: DatabaseConnection,
+    pub config: ServeConfig,
+    pub authenticator: Authenticator,
+    pub authorizer: Authorizer,
+    pub registry: Registry,
+    pub blobs: BlobStore,
+    pub hub: Hub,
+    /// Encrypts credential values at rest.
+    pub vault: Vault,
+    /// Names this server process (leases, executor labels).
+    pub instance_id: String,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    /// Builds the state for an opened, migrated database.
+    pub async fn build(config: ServeConfig, db: DatabaseConnection) -> anyhow::Result<AppState> {
+        let data_dir = &config.database.data_dir;
+        let secret = match &config.auth.jwt_secret {
+            Some(secret) if !secret.is_empty() => secret.as_bytes().to_vec(),
+            _ => load_or_create_secret(&data_dir.join("jwt-secret"))?,
+        };
+        let authenticator =
+            Authenticator::new(&secret, Duration::from_secs(config.auth.jwt_expiry_seconds));
+        let authorizer = Authorizer::load_default()
+            .await
+            .context("loading the authorization policy")?;
+        let blobs = BlobStore::open(data_dir.join("blobs"))
+            .with_context(|| format!("opening the blob store in {}", data_dir.display()))?;
+        let vault_key = match &config.auth.secret_key {
+            Some(key) if !key.is_empty() => key.as_bytes().to_vec(),
+            _ => load_or_create_secret(&data_dir.join("secret-key"))?,
+        };
+        Ok(Arc::new(App {
+            vault: Vault::new(&vault_key),
+            db,
+            config,
+            authenticator,
+            authorizer,
+            registry: crate::plugins::registry(),
+            blobs,
+            hub: Hub::default(),
+            instance_id: uuid::Uuid::new_v4().simple().to_string(),
+        }))
+    }
+}

@@ -1,0 +1,138 @@
+//! Server settings: every one a command-line flag and an environment
+//! variable, with a default that works with no configuration at all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Settings of `playground serve` (and of the commands that open the
+/// database).
+#[derive(Args, Clone, Debug)]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    /// Address to listen on.
+    #[arg(long, env = "PLAYGROUND_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
+
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// Where the data lives.
+#[derive(Args, Clone, Debug)]
+pub struct DatabaseConfig {
+    /// Directory for the SQLite database, the blob store and generated
+    /// secrets.
+    #[arg(long, env = "PLAYGROUND_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL (`sqlite://…` or `postgres://…`); default: a SQLite file
+    /// in the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl DatabaseConfig {
+    /// The database URL to connect to.
+    pub fn url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("playground.db").display()
+            ),
+        }
+    }
+}
+
+/// Authentication settings.
+#[derive(Args, Clone, Debug)]
+pub struct AuthConfig {
+    /// Secret for signing session tokens (HS256). Default: generated once
+    /// into `<data-dir>/jwt-secret` (mode 0600).
+    #[arg(long, env = "PLAYGROUND_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Lifetime of a session token, in seconds.
+    #[arg(long, env = "PLAYGROUND_JWT_EXPIRY_SECONDS", default_value_t = 12 * 3600)]
+    pub jwt_expiry_seconds: u64,
+
+    /// Key that encrypts credentials at rest (any string; its SHA-256 is
+    /// the AES-256 key). Default: generated once into
+    /// `<data-dir>/secret-key` (mode 0600).
+    #[arg(long, env = "PLAYGROUND_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// Email of the admin created on first start (with
+    /// PLAYGROUND_ADMIN_PASSWORD); default `admin@localhost` with a random
+    /// password printed once.
+    #[arg(long, env = "PLAYGROUND_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+
+    /// Password of the admin created on first start.
+    #[arg(long, env = "PLAYGROUND_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+}
+
+/// Limits on requests, programs and environment resources.
+#[derive(Args, Clone, Debug)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "PLAYGROUND_MAX_BODY_BYTES", default_value_t = 96 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Deepest GraphQL query accepted.
+    #[arg(long, env = "PLAYGROUND_MAX_QUERY_DEPTH", default_value_t = 20)]
+    pub max_query_depth: usize,
+
+    /// Highest GraphQL query complexity accepted.
+    #[arg(
+        long,
+        env = "PLAYGROUND_MAX_QUERY_COMPLEXITY",
+        default_value_t = 10_000
+    )]
+    pub max_query_complexity: usize,
+
+    /// Most files in one program.
+    #[arg(long, env = "PLAYGROUND_MAX_FILES", default_value_t = 1000)]
+    pub max_files: usize,
+
+    /// Largest total size of one program's files, in bytes.
+    #[arg(long, env = "PLAYGROUND_MAX_PROGRAM_BYTES", default_value_t = 50 * 1024 * 1024)]
+    pub max_program_bytes: u64,
+
+    /// Largest `memoryMb` an environment may ask for.
+    #[arg(long, env = "PLAYGROUND_MAX_MEMORY_MB", default_value_t = 4096)]
+    pub max_memory_mb: i32,
+
+    /// Largest `cpuMillis` an environment may ask for.
+    #[arg(long, env = "PLAYGROUND_MAX_CPU_MILLIS", default_value_t = 8000)]
+    pub max_cpu_millis: i32,
+
+    /// Largest `timeoutSeconds` an environment may ask for.
+    #[arg(long, env = "PLAYGROUND_MAX_TIMEOUT_SECONDS", default_value_t = 86_400)]
+    pub max_timeout_seconds: i32,
+
+    /// Largest `maxLogBytes` an environment may ask for.
+    #[arg(long, env = "PLAYGROUND_MAX_LOG_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_log_bytes: i32,
+
+    /// Largest `pids` an environment may ask for.
+    #[arg(long, env = "PLAYGROUND_MAX_PIDS", default_value_t = 4096)]
+    pub max_pids: i32,
+}
+
+/// Resource values an environment gets when it does not name them.
+pub mod resource_defaults {
+    pub const MEMORY_MB: i32 = 256;
+    pub const CPU_MILLIS: i32 = 1000;
+    pub const TIMEOUT_SECONDS: i32 = 60;
+    pub const MAX_LOG_BYTES: i32 = 10 * 1024 * 1024;
+    pub const PIDS: i32 = 128;
+}

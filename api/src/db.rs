@@ -1,0 +1,96 @@
+//! Opening the database (SQLite in WAL mode with foreign keys and a busy
+//! timeout, or PostgreSQL) and running the migrations.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use playground_migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection};
+
+use crate::config::DatabaseConfig;
+
+/// Connects to the configured database, creating the data directory (and
+/// the SQLite file) when needed.
+pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<DatabaseConnection> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let url = config.url();
+    let mut options = ConnectOptions::new(url.clone());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30));
+    if url.starts_with("sqlite:") {
+        options.max_connections(8).map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+        });
+    } else {
+        options.max_connections(32);
+    }
+    let db = Database::connect(options)
+        .await
+        .with_context(|| format!("cannot open the database at {}", redact(&url)))?;
+    Ok(db)
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    Migrator::up(db, None)
+        .await
+        .context("database migration failed")
+}
+
+/// Whether the database answers a trivial query (for `/readyz`).
+pub async fn ping(db: &DatabaseConnection) -> bool {
+    let sql = "SELECT 1";
+    db.execute_unprepared(sql).await.is_ok()
+}
+
+/// Whether this is a PostgreSQL connection (claims and notifications differ).
+pub fn is_postgres(db: &DatabaseConnection) -> bool {
+    db.get_database_backend() == DatabaseBackend::Postgres
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:****{}",
+                    &url[..scheme_end + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_the_password_only() {
+        assert_eq!(
+            redact("postgres://user:secret@localhost/db"),
+            "postgres://user:****@localhost/db"
+        );
+        assert_eq!(
+            redact("sqlite://data/x.db?mode=rwc"),
+            "sqlite://data/x.db?mode=rwc"
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! The subscription root: live run status and logs. Both subscribe to the
+//! event hub before reading the database, so nothing that happens in
+//! between is missed; the database fills any gap.
+
+use async_graphql::{Context, ID, Subscription};
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::objects::{LogLine, RunStatusEvent};
+use super::{app, principal};
+use crate::events::{RunEvent, StatusEvent};
+use crate::services::runs;
+use crate::validation;
+
+/// Lines read from the database per query while catching up.
+const CATCH_UP_BATCH: u64 = 2000;
+
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// the current status at once, then every change; completes after a terminal status
+    async fn run_status(
+        &self,
+        ctx: &Context<'_>,
+        run_id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = RunStatusEvent> + use<>> {
+        let app = app(ctx).clone();
+        let principal = principal(ctx)?.clone();
+        let run_id = validation::id("runId", &run_id)?;
+        let mut events = app.hub.subscribe(run_id);
+        let run = runs::load(&app, &principal, run_id).await?.run;
+        Ok(async_stream::stream! {
+            let mut last = StatusEvent {
+                run_id,
+                status: run.status,
+                exit_code: run.exit_code,
+                failure_reason: run.failure_reason.clone(),
+                at: run.updated_at,
+            };
+            yield RunStatusEvent::from(last.clone());
+            while !last.status.is_terminal() {
+                let next = match events.recv().await {
+                    Ok(RunEvent::Status(event)) => Some(event),
+                    Ok(RunEvent::Logs(_)) => None,
+                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {
+                        match runs::load(&app, &principal, run_id).await {
+                            Ok(view) => Some(StatusEvent {
+                                run_id,
+                                status: view.run.status,
+                                exit_code: view.run.exit_code,
+                                failure_reason: view.run.failure_reason,
+                                at: view.run.updated_at,
+                            }),
+                            Err(_) => break,
+                        }
+                    }
+                };
+                if let Some(event) = next {
+                    if event.status != last.status {
+                        last = event;
+                        yield RunStatusEvent::from(last.clone());
+                    }
+                }
+            }
+        })
+    }
+
+    /// stored lines after afterSeq, then live lines, with no gap and no duplicate; completes when the run has ended and every line was sent
+    async fn run_logs(
+        &self,
+        ctx: &Context<'_>,
+        run_id: ID,
+        after_seq: Option<i32>,
+    ) -> async_graphql::Result<impl Stream<Item = LogLine> + use<>> {
+        let app = app(ctx).clone();
+        let principal = principal(ctx)?.clone();
+        let run_id = validation::id("runId", &run_id)?;
+        let mut events = app.hub.subscribe(run_id);
+        let mut ended = runs::load(&app, &principal, run_id)
+            .await?
+            .run
+            .status
+            .is_terminal();
+        let mut last_seq = i64::from(after_seq.unwrap_or(0).max(0));
+        Ok(async_stream::stream! {
+            loop {
+                // Catch up from the database.
+                loop {
+                    let Ok(lines) = runs::read_logs(&app.db, run_id, last_seq, CATCH_UP_BATCH).await else {
+                        return;
+                    };
+                    let n_lines = lines.len() as u64;
+                    for line in lines {
+                        last_seq = line.seq;
+                        yield LogLine::from(line);
+                    }
+                    if n_lines < CATCH_UP_BATCH {
+                        break;
+                    }
+                }
+                // Every line is stored before the terminal status is.
+                if ended {
+                    return;
+                }
+                // Follow live lines until a gap, the end, or falling behind.
+                loop {
+                    match events.recv().await {
+                        Ok(RunEvent::Logs(lines)) => {
+                            let mut gap = false;
+                            for line in lines.iter() {
+                                if line.seq <= last_seq {
+                                    continue;
+                                }
+                                if line.seq != last_seq + 1 {
+                                    gap = true;
+                                    break;
+                                }
+                                last_seq = line.seq;
+                                yield LogLine::from(line.clone());
+                            }
+                            if gap {
+                                break;
+                            }
+                        }
+                        Ok(RunEvent::Status(event)) => {
+                            if event.status.is_terminal() {
+                                ended = true;
+                                break;
+                            }
+                        }
+                        Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {
+                            match runs::load(&app, &principal, run_id).await {
+                                Ok(view) => ended = view.run.status.is_terminal(),
+                                Err(_) => return,
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}

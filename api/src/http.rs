@@ -1,0 +1,125 @@
+//! The HTTP surface: GraphQL over POST, GraphiQL, GraphQL over WebSocket
+//! (graphql-transport-ws and the legacy graphql-ws), and the health probes.
+
+use std::net::SocketAddr;
+
+use async_graphql::Data;
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::Router;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::auth::Auth;
+use crate::db;
+use crate::error::with_default_code;
+use crate::graphql::PlaygroundSchema;
+
+/// Largest WebSocket message accepted.
+const MAX_WS_MESSAGE_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+struct HttpState {
+    app: AppState,
+    schema: PlaygroundSchema,
+}
+
+/// Where a request came from, for the audit log.
+#[derive(Clone, Debug)]
+pub struct ClientAddr(pub Option<SocketAddr>);
+
+pub fn router(app: AppState, schema: PlaygroundSchema) -> Router {
+    let max_body_bytes = app.config.limits.max_body_bytes;
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(HttpState { app, schema })
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("Playground GraphiQL")
+            .finish(),
+    )
+}
+
+async fn graphql(
+    State(state): State<HttpState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let auth = state
+        .app
+        .authenticator
+        .authenticate(&state.app.db, authorization)
+        .await;
+    let request = request
+        .into_inner()
+        .data(auth)
+        .data(ClientAddr(Some(client)));
+    let mut response = state.schema.execute(request).await;
+    response.errors = response.errors.into_iter().map(with_default_code).collect();
+    response.into()
+}
+
+async fn graphql_ws(
+    State(state): State<HttpState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let client_addr = ClientAddr(Some(client));
+    upgrade
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            let HttpState { app, schema } = state;
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let authorization = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(|v| v.as_str());
+                    let auth = app.authenticator.authenticate(&app.db, authorization).await;
+                    if let Auth::Invalid(reason) = &auth {
+                        return Err(async_graphql::Error::new(reason.clone()));
+                    }
+                    let mut data = Data::default();
+                    data.insert(auth);
+                    data.insert(client_addr);
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+    if db::ping(&state.app.db).await {
+        (StatusCode::OK, "ready")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database does not answer",
+        )
+    }
+}

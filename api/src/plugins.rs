@@ -1,0 +1,19 @@
+//! The executor plugins compiled into this build: one registration line per
+//! plugin, each behind its cargo feature.
+
+#[allow(unused_imports)]
+use std::sync::Arc;
+
+use playground_executors::Registry;
+
+pub fn registry() -> Registry {
+    #[allow(unused_mut)]
+    let mut registry = Registry::new();
+    #[cfg(feature = "wasm")]
+    registry.register(Arc::new(playground_wasm::WasmExecutor::new()));
+    #[cfg(feature = "docker")]
+    registry.register(Arc::new(playground_docker::DockerExecutor::new()));
+    #[cfg(feature = "kubernetes")]
+    registry.register(Arc::new(playground_kubernetes::KubernetesExecutor::new()));
+    registry
+}

@@ -1,0 +1,17 @@
+//! The database migrations of Playground, for SQLite and PostgreSQL. Every
+//! schema change is a new migration file; files are never edited once
+//! released.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_initial;
+
+/// Runs every migration in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_initial::Migration)]
+    }
+}
