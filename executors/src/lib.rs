@@ -11,10 +11,15 @@
 
 mod config;
 mod executor;
+mod pipeline;
 mod registry;
 mod spec;
 
+#[cfg(feature = "test-support")]
+pub mod compliance;
+
 pub use config::parse_config;
 pub use executor::*;
+pub use pipeline::{LineStream, LogPipeline, MAX_LINE_BYTES, NumberedLine};
 pub use registry::Registry;
 pub use spec::*;

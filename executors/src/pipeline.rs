@@ -1,0 +1,291 @@
+//! The log pipeline every run's output goes through: bytes → lines (partial
+//! lines joined across chunks, CRLF folded, invalid UTF-8 replaced, very
+//! long lines split), numbered by a per-run `seq` from 1 without gaps, and
+//! capped at the environment's `maxLogBytes` (past the cap output is dropped
+//! and one SYSTEM line says so; the run goes on).
+
+use crate::OutputStream;
+
+/// Lines longer than this are split into several.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// Which stream a numbered line belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LineStream {
+    Stdout,
+    Stderr,
+    /// Written by Playground itself.
+    System,
+}
+
+impl From<OutputStream> for LineStream {
+    fn from(stream: OutputStream) -> Self {
+        match stream {
+            OutputStream::Stdout => LineStream::Stdout,
+            OutputStream::Stderr => LineStream::Stderr,
+        }
+    }
+}
+
+/// One line of a run's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NumberedLine {
+    pub seq: i64,
+    pub stream: LineStream,
+    pub line: String,
+}
+
+/// Splits one stream's bytes into lines.
+#[derive(Debug, Default)]
+struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn push(&mut self, mut bytes: &[u8], lines: &mut Vec<String>) {
+        while let Some(newline) = bytes.iter().position(|&b| b == b'\n') {
+            self.partial.extend_from_slice(&bytes[..newline]);
+            if self.partial.last() == Some(&b'\r') {
+                self.partial.pop();
+            }
+            self.drain_long(lines);
+            lines.push(String::from_utf8_lossy(&self.partial).into_owned());
+            self.partial.clear();
+            bytes = &bytes[newline + 1..];
+        }
+        self.partial.extend_from_slice(bytes);
+        self.drain_long(lines);
+    }
+
+    /// Emits full-size pieces of an over-long partial line, cut at a UTF-8
+    /// character boundary.
+    fn drain_long(&mut self, lines: &mut Vec<String>) {
+        while self.partial.len() > MAX_LINE_BYTES {
+            let mut cut = MAX_LINE_BYTES;
+            while cut > MAX_LINE_BYTES - 4 && (self.partial[cut] & 0xC0) == 0x80 {
+                cut -= 1;
+            }
+            let rest = self.partial.split_off(cut);
+            lines.push(String::from_utf8_lossy(&self.partial).into_owned());
+            self.partial = rest;
+        }
+    }
+
+    fn finish(&mut self) -> Option<String> {
+        if self.partial.is_empty() {
+            return None;
+        }
+        if self.partial.last() == Some(&b'\r') {
+            self.partial.pop();
+        }
+        let line = String::from_utf8_lossy(&self.partial).into_owned();
+        self.partial.clear();
+        Some(line)
+    }
+}
+
+/// A run's log as it is written: splitting, numbering and the cap.
+#[derive(Debug)]
+pub struct LogPipeline {
+    next_seq: i64,
+    max_bytes: u64,
+    used_bytes: u64,
+    truncated: bool,
+    stdout: LineSplitter,
+    stderr: LineSplitter,
+    scratch: Vec<String>,
+}
+
+impl LogPipeline {
+    /// A pipeline for a new run.
+    pub fn new(max_bytes: u64) -> Self {
+        Self::resume(0, max_bytes, 0)
+    }
+
+    /// A pipeline that continues a log whose last line is `last_seq` and
+    /// which has used `used_bytes` of its cap (after a server restart).
+    pub fn resume(last_seq: i64, max_bytes: u64, used_bytes: u64) -> Self {
+        Self {
+            next_seq: last_seq + 1,
+            max_bytes,
+            used_bytes,
+            truncated: used_bytes >= max_bytes && max_bytes > 0,
+            stdout: LineSplitter::default(),
+            stderr: LineSplitter::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Whether output has been dropped because of the cap.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// Bytes of program output accepted so far (line bytes plus newlines).
+    pub fn used_bytes(&self) -> u64 {
+        self.used_bytes
+    }
+
+    /// The seq the next line will get.
+    pub fn next_seq(&self) -> i64 {
+        self.next_seq
+    }
+
+    /// Feeds a chunk of program output; complete lines go to `out`.
+    pub fn write(&mut self, stream: OutputStream, bytes: &[u8], out: &mut Vec<NumberedLine>) {
+        let mut lines = std::mem::take(&mut self.scratch);
+        match stream {
+            OutputStream::Stdout => self.stdout.push(bytes, &mut lines),
+            OutputStream::Stderr => self.stderr.push(bytes, &mut lines),
+        }
+        for line in lines.drain(..) {
+            self.accept(stream.into(), line, out);
+        }
+        self.scratch = lines;
+    }
+
+    /// A SYSTEM line (not counted against the cap).
+    pub fn system(&mut self, line: &str, out: &mut Vec<NumberedLine>) {
+        self.push(LineStream::System, line.to_owned(), out);
+    }
+
+    /// Flushes unterminated last lines of both streams.
+    pub fn finish(&mut self, out: &mut Vec<NumberedLine>) {
+        if let Some(line) = self.stdout.finish() {
+            self.accept(LineStream::Stdout, line, out);
+        }
+        if let Some(line) = self.stderr.finish() {
+            self.accept(LineStream::Stderr, line, out);
+        }
+    }
+
+    fn accept(&mut self, stream: LineStream, line: String, out: &mut Vec<NumberedLine>) {
+        if self.truncated {
+            return;
+        }
+        let cost = line.len() as u64 + 1;
+        if self.used_bytes + cost > self.max_bytes {
+            self.truncated = true;
+            let notice = format!(
+                "output truncated: the run printed more than {} bytes (the environment's maxLogBytes); further output is dropped while the run continues",
+                self.max_bytes
+            );
+            self.push(LineStream::System, notice, out);
+            return;
+        }
+        self.used_bytes += cost;
+        self.push(stream, line, out);
+    }
+
+    fn push(&mut self, stream: LineStream, line: String, out: &mut Vec<NumberedLine>) {
+        out.push(NumberedLine {
+            seq: self.next_seq,
+            stream,
+            line,
+        });
+        self.next_seq += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(out: &[NumberedLine]) -> Vec<(&str, LineStream)> {
+        out.iter().map(|l| (l.line.as_str(), l.stream)).collect()
+    }
+
+    #[test]
+    fn partial_lines_join_across_chunks_and_crlf_folds() {
+        let mut pipeline = LogPipeline::new(1 << 20);
+        let mut out = Vec::new();
+        pipeline.write(OutputStream::Stdout, b"hel", &mut out);
+        assert!(out.is_empty());
+        pipeline.write(OutputStream::Stdout, b"lo\r\nwor", &mut out);
+        pipeline.write(OutputStream::Stdout, b"ld\nlast", &mut out);
+        pipeline.finish(&mut out);
+        assert_eq!(
+            lines(&out),
+            [
+                ("hello", LineStream::Stdout),
+                ("world", LineStream::Stdout),
+                ("last", LineStream::Stdout)
+            ]
+        );
+        assert_eq!(out.iter().map(|l| l.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn streams_split_independently_and_share_seq() {
+        let mut pipeline = LogPipeline::new(1 << 20);
+        let mut out = Vec::new();
+        pipeline.write(OutputStream::Stdout, b"a", &mut out);
+        pipeline.write(OutputStream::Stderr, b"b\n", &mut out);
+        pipeline.write(OutputStream::Stdout, b"c\n", &mut out);
+        pipeline.system("done", &mut out);
+        assert_eq!(
+            lines(&out),
+            [
+                ("b", LineStream::Stderr),
+                ("ac", LineStream::Stdout),
+                ("done", LineStream::System)
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let mut pipeline = LogPipeline::new(1 << 20);
+        let mut out = Vec::new();
+        pipeline.write(OutputStream::Stdout, b"ok \xff\xfe end\n", &mut out);
+        assert_eq!(out[0].line, "ok \u{fffd}\u{fffd} end");
+    }
+
+    #[test]
+    fn long_lines_are_split_at_character_boundaries() {
+        let mut pipeline = LogPipeline::new(1 << 30);
+        let mut out = Vec::new();
+        let long = "é".repeat(MAX_LINE_BYTES); // two bytes each
+        pipeline.write(OutputStream::Stdout, long.as_bytes(), &mut out);
+        pipeline.write(OutputStream::Stdout, b"\n", &mut out);
+        assert!(out.len() >= 2);
+        assert!(out.iter().all(|l| l.line.len() <= MAX_LINE_BYTES));
+        assert!(!out.iter().any(|l| l.line.contains('\u{fffd}')));
+        let joined: String = out.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(joined, long);
+    }
+
+    #[test]
+    fn the_cap_drops_output_once_with_a_notice() {
+        let mut pipeline = LogPipeline::new(20);
+        let mut out = Vec::new();
+        for i in 0..10 {
+            pipeline.write(
+                OutputStream::Stdout,
+                format!("line {i}\n").as_bytes(),
+                &mut out,
+            );
+        }
+        let kept: Vec<_> = out
+            .iter()
+            .filter(|l| l.stream == LineStream::Stdout)
+            .collect();
+        assert_eq!(kept.len(), 2, "{out:?}");
+        let notices: Vec<_> = out
+            .iter()
+            .filter(|l| l.stream == LineStream::System)
+            .collect();
+        assert_eq!(notices.len(), 1);
+        assert!(notices[0].line.contains("truncated"));
+        assert!(pipeline.truncated());
+        assert!(pipeline.used_bytes() <= 20);
+    }
+
+    #[test]
+    fn resume_continues_numbering() {
+        let mut pipeline = LogPipeline::resume(41, 1000, 0);
+        let mut out = Vec::new();
+        pipeline.write(OutputStream::Stderr, b"x\n", &mut out);
+        assert_eq!(out[0].seq, 42);
+    }
+}
