@@ -14,6 +14,9 @@ use crate::auth::{Authenticator, load_or_create_secret};
 use crate::blobs::BlobStore;
 use crate::config::ServeConfig;
 use crate::events::Hub;
+use crate::runner::Scheduler;
+use crate::runner::logs::LogWriter;
+use crate::runner::notify::Notifier;
 use crate::services::credentials::Vault;
 
 /// Everything a request needs.
@@ -24,11 +27,11 @@ pub struct App {
     pub authorizer: Authorizer,
     pub registry: Registry,
     pub blobs: BlobStore,
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
+    /// Claims and supervises runs.
+    pub scheduler: Scheduler,
     /// Encrypts credential values at rest.
     pub vault: Vault,
-    /// Names this server process (leases, executor labels).
-    pub instance_id: String,
 }
 
 pub type AppState = Arc<App>;
@@ -52,16 +55,30 @@ impl App {
             Some(key) if !key.is_empty() => key.as_bytes().to_vec(),
             _ => load_or_create_secret(&data_dir.join("secret-key"))?,
         };
+        let stable_id =
+            String::from_utf8_lossy(&load_or_create_secret(&data_dir.join("instance-id"))?)
+                .chars()
+                .take(12)
+                .collect::<String>();
+        let hub = Arc::new(Hub::default());
+        let notifier = if crate::db::is_postgres(&db) {
+            Notifier::postgres(db.clone(), &stable_id)
+        } else {
+            Notifier::disabled()
+        };
+        let writer = LogWriter::spawn(db.clone(), hub.clone(), notifier.clone());
+        let scheduler = Scheduler::new(config.scheduler.clone(), &stable_id, writer, notifier);
+        let registry = crate::plugins::registry(&config);
         Ok(Arc::new(App {
             vault: Vault::new(&vault_key),
             db,
             config,
             authenticator,
             authorizer,
-            registry: crate::plugins::registry(),
+            registry,
             blobs,
-            hub: Hub::default(),
-            instance_id: uuid::Uuid::new_v4().simple().to_string(),
+            hub,
+            scheduler,
         }))
     }
 }

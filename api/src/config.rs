@@ -22,6 +22,50 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub limits: Limits,
+
+    #[command(flatten)]
+    pub scheduler: SchedulerConfig,
+
+    #[command(flatten)]
+    pub wasm: WasmSettings,
+}
+
+/// How runs are scheduled.
+#[derive(Args, Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Most WASM runs executing at once on this server.
+    #[arg(long, env = "PLAYGROUND_WASM_CONCURRENCY", default_value_t = 64)]
+    pub wasm_concurrency: usize,
+
+    /// Most Docker runs executing at once on this server.
+    #[arg(long, env = "PLAYGROUND_DOCKER_CONCURRENCY", default_value_t = 8)]
+    pub docker_concurrency: usize,
+
+    /// Most Kubernetes runs executing at once from this server.
+    #[arg(long, env = "PLAYGROUND_KUBERNETES_CONCURRENCY", default_value_t = 32)]
+    pub kubernetes_concurrency: usize,
+
+    /// How long a run's lease lasts without a heartbeat; a run whose server
+    /// stopped is recovered by another (or the restarted) server after it.
+    #[arg(long, env = "PLAYGROUND_LEASE_SECONDS", default_value_t = 30)]
+    pub lease_seconds: u64,
+
+    /// On SIGTERM, how long running runs may go on before they are cancelled.
+    #[arg(long, env = "PLAYGROUND_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+
+    /// How long a cancelled run may take to stop before it is killed.
+    #[arg(long, env = "PLAYGROUND_CANCEL_GRACE_SECONDS", default_value_t = 5)]
+    pub cancel_grace_seconds: u64,
+}
+
+/// Settings of the WASM executor.
+#[derive(Args, Clone, Debug)]
+pub struct WasmSettings {
+    /// A CPython build for WASI (python.wasm) for PYTHON programs on WASM
+    /// environments; an environment's `config.pythonWasm` overrides it.
+    #[arg(long, env = "PLAYGROUND_PYTHON_WASM")]
+    pub python_wasm: Option<std::path::PathBuf>,
 }
 
 /// Where the data lives.

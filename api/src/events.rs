@@ -39,6 +39,11 @@ pub enum RunEvent {
     Status(StatusEvent),
     /// Lines just stored, in `seq` order.
     Logs(Arc<Vec<LogLine>>),
+    /// Another server stored lines up to `last_seq`; read them from the
+    /// database.
+    LogsStored {
+        last_seq: i64,
+    },
 }
 
 /// Per-run broadcast channels, created on first subscription and dropped

@@ -13,6 +13,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod plugins;
+pub mod runner;
 pub mod server;
 pub mod services;
 pub mod validation;

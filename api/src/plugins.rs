@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use playground_executors::Registry;
 
-pub fn registry() -> Registry {
+use crate::config::ServeConfig;
+
+pub fn registry(config: &ServeConfig) -> Registry {
+    let _ = config;
     #[allow(unused_mut)]
     let mut registry = Registry::new();
     #[cfg(feature = "wasm")]

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::config::ServeConfig;
+use crate::runner::{self, Scheduler};
 use crate::services::{environments, users};
 use crate::{db, graphql, http};
 
@@ -42,6 +43,27 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listen = config.listen;
     let app = App::build(config, db).await?;
     environments::resume_preparation(&app).await?;
+    Scheduler::start(&app);
+    if let Some(url) = app
+        .config
+        .database
+        .database_url
+        .clone()
+        .filter(|_| db::is_postgres(&app.db))
+    {
+        let listener_app = app.clone();
+        runner::notify::spawn_listener(
+            url,
+            app.scheduler
+                .owner()
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            app.hub.clone(),
+            move |event| runner::on_remote_event(&listener_app, event),
+        );
+    }
     let schema = graphql::build_schema(app.clone());
     let router = http::router(app.clone(), schema);
 
@@ -52,13 +74,21 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     say(&format!("Playground listening on http://{addr}"));
     tracing::info!(%addr, graphiql = %format!("http://{addr}/graphql"), "serving");
 
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain_app = app.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new runs are claimed; running runs may finish");
+        drain_app.scheduler.shutdown().await;
+        let _ = stopped_tx.send(());
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async {
-        shutdown_signal().await;
-        tracing::info!("shutting down: no new requests; open connections get {SHUTDOWN_GRACE:?}");
+        let _ = stopped_rx.await;
+        tracing::info!("runs drained; open connections get {SHUTDOWN_GRACE:?}");
         tokio::spawn(async {
             tokio::time::sleep(SHUTDOWN_GRACE).await;
             tracing::warn!("connections still open after the grace period; exiting");

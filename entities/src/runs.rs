@@ -30,6 +30,8 @@ pub struct Model {
     pub lease_expires_at: Option<DateTimeUtc>,
     /// The executor's name for its object (container id, Job name).
     pub executor_ref: Option<String>,
+    /// A pending cancel request (who or what asked), for the run's supervisor.
+    pub cancel_reason: Option<String>,
     pub queued_at: DateTimeUtc,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,

@@ -42,7 +42,7 @@ impl SubscriptionRoot {
             while !last.status.is_terminal() {
                 let next = match events.recv().await {
                     Ok(RunEvent::Status(event)) => Some(event),
-                    Ok(RunEvent::Logs(_)) => None,
+                    Ok(RunEvent::Logs(_)) | Ok(RunEvent::LogsStored { .. }) => None,
                     Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {
                         match runs::load(&app, &principal, run_id).await {
                             Ok(view) => Some(StatusEvent {
@@ -120,6 +120,11 @@ impl SubscriptionRoot {
                                 yield LogLine::from(line.clone());
                             }
                             if gap {
+                                break;
+                            }
+                        }
+                        Ok(RunEvent::LogsStored { last_seq: stored }) => {
+                            if stored > last_seq {
                                 break;
                             }
                         }

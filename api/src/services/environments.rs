@@ -156,6 +156,7 @@ pub fn spawn_prepare(app: AppState, environment: environments::Model) {
         if let Err(error) = result {
             tracing::error!(environment = %id, ?error, "recording the end of preparation");
         }
+        app.scheduler.wake();
     });
 }
 

@@ -90,6 +90,7 @@ pub async fn create(app: &App, principal: &Principal, input: NewRun) -> ApiResul
             lease_owner: None,
             lease_expires_at: None,
             executor_ref: None,
+            cancel_reason: None,
             queued_at: Utc::now(),
             started_at: None,
             finished_at: None,
@@ -142,6 +143,7 @@ pub async fn retry(app: &App, principal: &Principal, id: Uuid) -> ApiResult<RunV
             lease_owner: None,
             lease_expires_at: None,
             executor_ref: None,
+            cancel_reason: None,
             queued_at: now,
             started_at: None,
             finished_at: None,
@@ -156,6 +158,8 @@ async fn insert(app: &App, principal: &Principal, run: runs::Model) -> ApiResult
     let active: runs::ActiveModel = run.into();
     let run = active.reset_all().insert(&app.db).await?;
     publish_status(app, &run);
+    app.scheduler.wake();
+    app.scheduler.notifier.run_queued();
     let grant = run_grant(app, principal, &run).await?;
     Ok(RunView { run, grant })
 }
@@ -231,23 +235,45 @@ pub async fn cancel(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Run
     }
     let now = Utc::now();
     let reason = format!("cancelled by {}", principal.user.email);
+    // A queued run is cancelled right here.
     let moved = runs::Entity::update_many()
         .col_expr(runs::Column::Status, Expr::value(RunStatus::Cancelled))
-        .col_expr(runs::Column::FailureReason, Expr::value(Some(reason)))
+        .col_expr(
+            runs::Column::FailureReason,
+            Expr::value(Some(reason.clone())),
+        )
         .col_expr(runs::Column::FinishedAt, Expr::value(Some(now)))
         .col_expr(runs::Column::UpdatedAt, Expr::value(now))
         .filter(runs::Column::Id.eq(id))
         .filter(runs::Column::Status.eq(RunStatus::Queued))
         .exec(&app.db)
         .await?;
-    let run = load(app, principal, id).await?.run;
     if moved.rows_affected == 1 {
+        let run = load(app, principal, id).await?.run;
         publish_status(app, &run);
-    } else if !run.status.is_terminal() {
-        return Err(ApiError::conflict(
-            "the run is already starting and cannot be cancelled by this server",
-        ));
+        app.scheduler.notifier.status_changed(id);
+        return Ok(RunView { run, grant });
     }
+    // A starting or running run is stopped by the server executing it;
+    // wait a little for it to end so the answer usually shows CANCELLED.
+    let mut events = app.hub.subscribe(id);
+    crate::runner::record_cancel_request(app, id, &reason).await?;
+    if !app.scheduler.cancel_local(id, reason) {
+        app.scheduler.notifier.cancel_requested(id);
+    }
+    let wait = std::time::Duration::from_secs(app.config.scheduler.cancel_grace_seconds + 2);
+    let _ = tokio::time::timeout(wait, async {
+        loop {
+            match events.recv().await {
+                Ok(RunEvent::Status(event)) if event.status.is_terminal() => break,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    })
+    .await;
+    let run = load(app, principal, id).await?.run;
     Ok(RunView { run, grant })
 }
 

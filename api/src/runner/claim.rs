@@ -1,0 +1,183 @@
+//! The queue's statements: claiming QUEUED runs atomically with a lease
+//! (SQLite: one UPDATE; PostgreSQL: `FOR UPDATE SKIP LOCKED`), renewing
+//! leases, taking over expired ones, and recording status transitions only
+//! while this server holds the lease.
+
+use chrono::{DateTime, Utc};
+use playground_entities::{EnvironmentStatus, ExecutorKind, RunStatus, environments, runs};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use uuid::Uuid;
+
+use crate::db::is_postgres;
+
+pub const ACTIVE: [RunStatus; 2] = [RunStatus::Starting, RunStatus::Running];
+
+/// Claims up to `n` QUEUED runs of `kind` whose environment can take runs,
+/// moving them to STARTING under a lease held by `owner`.
+pub async fn claim(
+    db: &DatabaseConnection,
+    kind: ExecutorKind,
+    n: u64,
+    owner: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<Vec<runs::Model>, DbErr> {
+    let mut candidates = Query::select();
+    candidates
+        .column((runs::Entity, runs::Column::Id))
+        .from(runs::Entity)
+        .inner_join(
+            environments::Entity,
+            Expr::col((environments::Entity, environments::Column::Id))
+                .equals((runs::Entity, runs::Column::EnvironmentId)),
+        )
+        .and_where(Expr::col((runs::Entity, runs::Column::Status)).eq(RunStatus::Queued))
+        .and_where(Expr::col((environments::Entity, environments::Column::Executor)).eq(kind))
+        .and_where(
+            Expr::col((environments::Entity, environments::Column::Status))
+                .is_in([EnvironmentStatus::Ready, EnvironmentStatus::Running]),
+        )
+        .order_by((runs::Entity, runs::Column::QueuedAt), Order::Asc)
+        .order_by((runs::Entity, runs::Column::Id), Order::Asc)
+        .limit(n);
+    if is_postgres(db) {
+        candidates.lock_with_tables_behavior(
+            LockType::Update,
+            [runs::Entity],
+            LockBehavior::SkipLocked,
+        );
+    }
+    let now = Utc::now();
+    runs::Entity::update_many()
+        .col_expr(runs::Column::Status, Expr::value(RunStatus::Starting))
+        .col_expr(runs::Column::LeaseOwner, Expr::value(owner))
+        .col_expr(runs::Column::LeaseExpiresAt, Expr::value(lease_until))
+        .col_expr(runs::Column::UpdatedAt, Expr::value(now))
+        .filter(runs::Column::Id.in_subquery(candidates.to_owned()))
+        .filter(runs::Column::Status.eq(RunStatus::Queued))
+        .exec_with_returning(db)
+        .await
+}
+
+/// Renews the leases of every active run `owner` holds.
+pub async fn renew(
+    db: &DatabaseConnection,
+    owner: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    Ok(runs::Entity::update_many()
+        .col_expr(runs::Column::LeaseExpiresAt, Expr::value(lease_until))
+        .filter(runs::Column::LeaseOwner.eq(owner))
+        .filter(runs::Column::Status.is_in(ACTIVE))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
+/// Active runs whose lease expired, or that an earlier process of this
+/// server (`stable_prefix`, another boot) held.
+pub async fn orphans(
+    db: &DatabaseConnection,
+    owner: &str,
+    stable_prefix: &str,
+) -> Result<Vec<runs::Model>, DbErr> {
+    runs::Entity::find()
+        .filter(runs::Column::Status.is_in(ACTIVE))
+        .filter(
+            sea_orm::Condition::any()
+                .add(runs::Column::LeaseExpiresAt.lt(Utc::now()))
+                .add(runs::Column::LeaseOwner.is_null())
+                .add(
+                    sea_orm::Condition::all()
+                        .add(runs::Column::LeaseOwner.starts_with(stable_prefix))
+                        .add(runs::Column::LeaseOwner.ne(owner)),
+                ),
+        )
+        .all(db)
+        .await
+}
+
+/// Takes over an orphaned run's lease, if no other server did first.
+pub async fn take_over(
+    db: &DatabaseConnection,
+    run: &runs::Model,
+    owner: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let mut update = runs::Entity::update_many()
+        .col_expr(runs::Column::LeaseOwner, Expr::value(owner))
+        .col_expr(runs::Column::LeaseExpiresAt, Expr::value(lease_until))
+        .filter(runs::Column::Id.eq(run.id))
+        .filter(runs::Column::Status.is_in(ACTIVE));
+    update = match &run.lease_owner {
+        Some(previous) => update.filter(runs::Column::LeaseOwner.eq(previous.clone())),
+        None => update.filter(runs::Column::LeaseOwner.is_null()),
+    };
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+/// STARTING → RUNNING, with the executor's reference.
+pub async fn mark_running(
+    db: &DatabaseConnection,
+    run_id: Uuid,
+    owner: &str,
+    executor_ref: Option<String>,
+) -> Result<Option<runs::Model>, DbErr> {
+    let now = Utc::now();
+    let updated = runs::Entity::update_many()
+        .col_expr(runs::Column::Status, Expr::value(RunStatus::Running))
+        .col_expr(runs::Column::StartedAt, Expr::value(Some(now)))
+        .col_expr(runs::Column::ExecutorRef, Expr::value(executor_ref))
+        .col_expr(runs::Column::UpdatedAt, Expr::value(now))
+        .filter(runs::Column::Id.eq(run_id))
+        .filter(runs::Column::Status.eq(RunStatus::Starting))
+        .filter(runs::Column::LeaseOwner.eq(owner))
+        .exec_with_returning(db)
+        .await?;
+    Ok(updated.into_iter().next())
+}
+
+/// Records a terminal status, if this server still holds the run.
+pub async fn finish(
+    db: &DatabaseConnection,
+    run_id: Uuid,
+    owner: &str,
+    status: RunStatus,
+    exit_code: Option<i32>,
+    reason: Option<String>,
+) -> Result<Option<runs::Model>, DbErr> {
+    let now = Utc::now();
+    let updated = runs::Entity::update_many()
+        .col_expr(runs::Column::Status, Expr::value(status))
+        .col_expr(runs::Column::ExitCode, Expr::value(exit_code))
+        .col_expr(runs::Column::FailureReason, Expr::value(reason))
+        .col_expr(runs::Column::FinishedAt, Expr::value(Some(now)))
+        .col_expr(runs::Column::UpdatedAt, Expr::value(now))
+        .col_expr(runs::Column::LeaseOwner, Expr::value(None::<String>))
+        .col_expr(
+            runs::Column::LeaseExpiresAt,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+        .filter(runs::Column::Id.eq(run_id))
+        .filter(runs::Column::Status.is_in(ACTIVE))
+        .filter(runs::Column::LeaseOwner.eq(owner))
+        .exec_with_returning(db)
+        .await?;
+    Ok(updated.into_iter().next())
+}
+
+/// Cancel requests recorded for runs `owner` holds.
+pub async fn cancel_requests(
+    db: &DatabaseConnection,
+    owner: &str,
+) -> Result<Vec<(Uuid, String)>, DbErr> {
+    Ok(runs::Entity::find()
+        .filter(runs::Column::LeaseOwner.eq(owner))
+        .filter(runs::Column::Status.is_in(ACTIVE))
+        .filter(runs::Column::CancelReason.is_not_null())
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|r| r.cancel_reason.map(|reason| (r.id, reason)))
+        .collect())
+}

@@ -1,0 +1,211 @@
+//! Storing run output: one writer task batches the lines of every run into
+//! multi-row inserts (flushed within ~50 ms), then announces them to live
+//! subscribers. Lines reach subscribers only after they are stored, so a
+//! subscriber that finds a gap can always fill it from the database.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use playground_entities::{LogStream, run_logs};
+use playground_executors::{LineStream, LogPipeline, LogSink, NumberedLine, OutputStream};
+use sea_orm::{DatabaseConnection, EntityTrait, Set, TransactionTrait};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::events::{Hub, LogLine, RunEvent};
+use crate::runner::notify::Notifier;
+
+/// Longest a line waits before it is written.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// Most lines in one write.
+const MAX_BATCH_LINES: usize = 20_000;
+/// Rows per INSERT statement (keeps under the databases' parameter limits).
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+enum Message {
+    Lines(Uuid, Vec<NumberedLine>),
+    /// Answered once everything sent before it is stored.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The handle to the writer task.
+#[derive(Clone)]
+pub struct LogWriter {
+    sender: mpsc::UnboundedSender<Message>,
+}
+
+impl LogWriter {
+    pub fn spawn(db: DatabaseConnection, hub: Arc<Hub>, notifier: Notifier) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(db, hub, notifier, receiver));
+        Self { sender }
+    }
+
+    fn send(&self, run_id: Uuid, lines: Vec<NumberedLine>) {
+        if !lines.is_empty() {
+            let _ = self.sender.send(Message::Lines(run_id, lines));
+        }
+    }
+
+    /// Waits until every line sent so far is stored.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.sender.send(Message::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn write_loop(
+    db: DatabaseConnection,
+    hub: Arc<Hub>,
+    notifier: Notifier,
+    mut receiver: mpsc::UnboundedReceiver<Message>,
+) {
+    let mut batch: Vec<(Uuid, Vec<NumberedLine>)> = Vec::new();
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+    while let Some(first) = receiver.recv().await {
+        let deadline = tokio::time::Instant::now() + FLUSH_INTERVAL;
+        let mut n_lines = 0;
+        let mut message = Some(first);
+        loop {
+            match message.take() {
+                Some(Message::Lines(run_id, lines)) => {
+                    n_lines += lines.len();
+                    batch.push((run_id, lines));
+                }
+                Some(Message::Flush(done)) => {
+                    flushes.push(done);
+                    break;
+                }
+                None => {}
+            }
+            if n_lines >= MAX_BATCH_LINES {
+                break;
+            }
+            message = match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(next)) => Some(next),
+                Ok(None) | Err(_) => break,
+            };
+        }
+        if !batch.is_empty() {
+            store(&db, &hub, &notifier, std::mem::take(&mut batch)).await;
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn store(
+    db: &DatabaseConnection,
+    hub: &Hub,
+    notifier: &Notifier,
+    batch: Vec<(Uuid, Vec<NumberedLine>)>,
+) {
+    let now = Utc::now();
+    let rows = batch.iter().flat_map(|(run_id, lines)| {
+        lines.iter().map(move |line| run_logs::ActiveModel {
+            run_id: Set(*run_id),
+            seq: Set(line.seq),
+            stream: Set(stream_of(line.stream)),
+            line: Set(line.line.clone()),
+            timestamp: Set(now),
+        })
+    });
+    let rows: Vec<_> = rows.collect();
+    let result = async {
+        let txn = db.begin().await?;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            run_logs::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await
+    }
+    .await;
+    if let Err(error) = result {
+        tracing::error!(
+            ?error,
+            n_rows = rows.len(),
+            "storing log lines failed; they are lost"
+        );
+        return;
+    }
+    for (run_id, lines) in batch {
+        let last_seq = lines.last().map_or(0, |l| l.seq);
+        let lines: Vec<LogLine> = lines
+            .into_iter()
+            .map(|l| LogLine {
+                seq: l.seq,
+                stream: stream_of(l.stream),
+                line: l.line,
+                timestamp: now,
+            })
+            .collect();
+        hub.publish(run_id, RunEvent::Logs(Arc::new(lines)));
+        notifier.logs_stored(run_id, last_seq);
+    }
+}
+
+pub fn stream_of(stream: LineStream) -> LogStream {
+    match stream {
+        LineStream::Stdout => LogStream::Stdout,
+        LineStream::Stderr => LogStream::Stderr,
+        LineStream::System => LogStream::System,
+    }
+}
+
+/// One run's log sink: the pipeline (split, number, cap) feeding the
+/// writer.
+pub struct RunLogSink {
+    run_id: Uuid,
+    pipeline: Mutex<LogPipeline>,
+    writer: LogWriter,
+}
+
+impl RunLogSink {
+    pub fn new(run_id: Uuid, pipeline: LogPipeline, writer: LogWriter) -> Arc<Self> {
+        Arc::new(Self {
+            run_id,
+            pipeline: Mutex::new(pipeline),
+            writer,
+        })
+    }
+
+    /// Flushes unterminated lines, adds closing SYSTEM lines, and waits
+    /// until everything is stored.
+    pub async fn finish(&self, closing: &[String]) {
+        let mut out = Vec::new();
+        {
+            let mut pipeline = self.pipeline.lock().expect("pipeline lock");
+            pipeline.finish(&mut out);
+            for line in closing {
+                pipeline.system(line, &mut out);
+            }
+        }
+        self.writer.send(self.run_id, out);
+        self.writer.flush().await;
+    }
+}
+
+impl LogSink for RunLogSink {
+    fn write(&self, stream: OutputStream, bytes: &[u8]) {
+        let mut out = Vec::new();
+        self.pipeline
+            .lock()
+            .expect("pipeline lock")
+            .write(stream, bytes, &mut out);
+        self.writer.send(self.run_id, out);
+    }
+
+    fn system(&self, line: &str) {
+        let mut out = Vec::new();
+        self.pipeline
+            .lock()
+            .expect("pipeline lock")
+            .system(line, &mut out);
+        self.writer.send(self.run_id, out);
+    }
+}

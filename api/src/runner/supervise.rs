@@ -1,0 +1,318 @@
+//! One run's life on this server: build its spec, launch it (or reattach
+//! to it after a restart), record RUNNING, wait for the outcome, store the
+//! last lines, record the terminal status.
+
+use std::sync::Arc;
+
+use playground_entities::{
+    LogStream, ProgramRuntime, RunStatus, credentials, environments, programs, run_logs, runs,
+};
+use playground_executors::{
+    CancelReceiver, LogPipeline, LogSink, RunHandle, RunOutcome, RunSpec, Runtime,
+};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
+
+use super::claim;
+use super::logs::RunLogSink;
+use crate::app::AppState;
+use crate::services::environments::spec as environment_spec;
+use crate::services::programs::version_files;
+use crate::services::runs::publish_status;
+
+/// The reason given when a run's server stopped and the run cannot be
+/// followed again.
+pub const SERVER_STOPPED: &str = "the server stopped during the run";
+
+/// Supervises a claimed run. `reattach` is set for runs taken over from a
+/// server that died.
+pub async fn supervise(
+    app: AppState,
+    run: runs::Model,
+    cancel: CancelReceiver,
+    reattach: Option<playground_entities::ExecutorKind>,
+) {
+    let run_id = run.id;
+    let task = tokio::spawn(run_to_end(app.clone(), run, cancel, reattach.is_some()));
+    if let Err(panic) = task.await {
+        tracing::error!(run = %run_id, ?panic, "the run's supervisor failed");
+        finish(
+            &app,
+            run_id,
+            RunStatus::Failed,
+            None,
+            "internal error while supervising the run".to_owned(),
+        )
+        .await;
+    }
+    app.scheduler.unregister(run_id);
+}
+
+async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, reattaching: bool) {
+    let run_id = run.id;
+    let (spec, max_log_bytes) = match build_spec(&app, &run).await {
+        Ok(built) => built,
+        Err(reason) => {
+            let sink = RunLogSink::new(
+                run_id,
+                resumed_pipeline(&app, run_id, 1 << 20).await,
+                app.scheduler.writer.clone(),
+            );
+            sink.finish(&[format!("failed to start: {reason}")]).await;
+            finish(&app, run_id, RunStatus::Failed, None, reason).await;
+            return;
+        }
+    };
+    let Some(executor) = app.registry.get(spec.environment.kind).cloned() else {
+        let reason = format!(
+            "this server was built without the {} executor",
+            spec.environment.kind
+        );
+        finish(&app, run_id, RunStatus::Failed, None, reason).await;
+        return;
+    };
+
+    if reattaching {
+        let pipeline = resumed_pipeline(&app, run_id, max_log_bytes).await;
+        let sink = RunLogSink::new(run_id, pipeline, app.scheduler.writer.clone());
+        let followed = match run.executor_ref.as_deref() {
+            Some(external_ref) => {
+                executor
+                    .reattach(spec, external_ref, sink.clone(), cancel)
+                    .await
+            }
+            None => None,
+        };
+        match followed {
+            Some(handle) => {
+                sink.system("the server restarted; following the run again");
+                follow(&app, run_id, handle, sink).await;
+            }
+            None => {
+                sink.finish(&[format!("failed: {SERVER_STOPPED}")]).await;
+                finish(
+                    &app,
+                    run_id,
+                    RunStatus::Failed,
+                    None,
+                    SERVER_STOPPED.to_owned(),
+                )
+                .await;
+            }
+        }
+        return;
+    }
+
+    let sink = RunLogSink::new(
+        run_id,
+        LogPipeline::new(max_log_bytes),
+        app.scheduler.writer.clone(),
+    );
+    let kind = spec.environment.kind;
+    match executor.launch(spec, sink.clone(), cancel).await {
+        Ok(handle) => {
+            let external_ref = handle.external_ref.clone();
+            match claim::mark_running(&app.db, run_id, app.scheduler.owner(), external_ref).await {
+                Ok(Some(run)) => {
+                    publish_status(&app, &run);
+                    app.scheduler.notifier.status_changed(run_id);
+                }
+                Ok(None) => {
+                    tracing::warn!(run = %run_id, "the run left STARTING before it was marked RUNNING")
+                }
+                Err(error) => tracing::error!(run = %run_id, ?error, "recording RUNNING failed"),
+            }
+            sink.system(&format!("started on {kind}"));
+            follow(&app, run_id, handle, sink).await;
+        }
+        Err(error) => {
+            sink.finish(&[format!("failed to start: {}", error.message)])
+                .await;
+            finish(&app, run_id, RunStatus::Failed, None, error.message).await;
+        }
+    }
+}
+
+/// Waits for the outcome, stores the closing lines, records the status.
+async fn follow(app: &AppState, run_id: Uuid, handle: RunHandle, sink: Arc<RunLogSink>) {
+    let outcome = handle.outcome.await;
+    let (status, exit_code, reason, closing) = match outcome {
+        RunOutcome::Exited { code: 0 } => (
+            RunStatus::Succeeded,
+            Some(0),
+            None,
+            "exited with code 0".to_owned(),
+        ),
+        RunOutcome::Exited { code } => {
+            let reason = format!("the program exited with code {code}");
+            (RunStatus::Failed, Some(code), Some(reason.clone()), reason)
+        }
+        RunOutcome::Failed { reason, exit_code } => (
+            RunStatus::Failed,
+            exit_code,
+            Some(reason.clone()),
+            format!("failed: {reason}"),
+        ),
+        RunOutcome::TimedOut { after } => {
+            let reason = format!(
+                "timed out after {} s (the environment's timeoutSeconds)",
+                after.as_secs_f64().round()
+            );
+            (RunStatus::TimedOut, None, Some(reason.clone()), reason)
+        }
+        RunOutcome::Cancelled { reason } => {
+            (RunStatus::Cancelled, None, Some(reason.clone()), reason)
+        }
+    };
+    sink.finish(&[closing]).await;
+    match claim::finish(
+        &app.db,
+        run_id,
+        app.scheduler.owner(),
+        status,
+        exit_code,
+        reason,
+    )
+    .await
+    {
+        Ok(Some(run)) => {
+            publish_status(app, &run);
+            app.scheduler.notifier.status_changed(run_id);
+        }
+        Ok(None) => {
+            tracing::warn!(run = %run_id, "the run was no longer held by this server when it ended")
+        }
+        Err(error) => tracing::error!(run = %run_id, ?error, "recording the end of a run failed"),
+    }
+}
+
+async fn finish(
+    app: &AppState,
+    run_id: Uuid,
+    status: RunStatus,
+    exit_code: Option<i32>,
+    reason: String,
+) {
+    match claim::finish(
+        &app.db,
+        run_id,
+        app.scheduler.owner(),
+        status,
+        exit_code,
+        Some(reason),
+    )
+    .await
+    {
+        Ok(Some(run)) => {
+            publish_status(app, &run);
+            app.scheduler.notifier.status_changed(run_id);
+        }
+        Ok(None) => {}
+        Err(error) => tracing::error!(run = %run_id, ?error, "recording the end of a run failed"),
+    }
+}
+
+/// A pipeline that continues a run's stored log.
+async fn resumed_pipeline(app: &AppState, run_id: Uuid, max_log_bytes: u64) -> LogPipeline {
+    let last = run_logs::Entity::find()
+        .filter(run_logs::Column::RunId.eq(run_id))
+        .order_by_desc(run_logs::Column::Seq)
+        .one(&app.db)
+        .await
+        .ok()
+        .flatten();
+    let last_seq = last.map_or(0, |l| l.seq);
+    let used: u64 = run_logs::Entity::find()
+        .filter(run_logs::Column::RunId.eq(run_id))
+        .filter(run_logs::Column::Stream.ne(LogStream::System))
+        .all(&app.db)
+        .await
+        .map(|rows| rows.iter().map(|r| r.line.len() as u64 + 1).sum())
+        .unwrap_or(0);
+    LogPipeline::resume(last_seq, max_log_bytes, used)
+}
+
+/// Everything the plugin needs, from the run's rows and blobs.
+async fn build_spec(app: &AppState, run: &runs::Model) -> Result<(RunSpec, u64), String> {
+    let internal = |what: &str| format!("internal error while {what}; the server log has details");
+    let program = programs::Entity::find_by_id(run.program_id)
+        .one(&app.db)
+        .await
+        .map_err(|_| internal("loading the program"))?
+        .ok_or("the program no longer exists")?;
+    let environment = environments::Entity::find_by_id(run.environment_id)
+        .one(&app.db)
+        .await
+        .map_err(|_| internal("loading the environment"))?
+        .ok_or("the environment no longer exists")?;
+    let files = version_files(app, program.id, run.program_version)
+        .await
+        .map_err(|e| format!("cannot read the program's files: {}", e.message()))?;
+    let entrypoint = playground_entities::program_versions::Entity::find()
+        .filter(playground_entities::program_versions::Column::ProgramId.eq(program.id))
+        .filter(playground_entities::program_versions::Column::Version.eq(run.program_version))
+        .one(&app.db)
+        .await
+        .map_err(|_| internal("loading the program version"))?
+        .map(|v| v.entrypoint)
+        .unwrap_or(program.entrypoint.clone());
+    let args: Vec<String> = serde_json::from_value(run.args.clone()).unwrap_or_default();
+    let mut env: Vec<(String, String)> =
+        serde_json::from_value::<Vec<serde_json::Value>>(run.env.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| {
+                Some((
+                    v["name"].as_str()?.to_owned(),
+                    v["value"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+    let credential_ids: Vec<String> =
+        serde_json::from_value(run.credential_ids.clone()).unwrap_or_default();
+    for id in credential_ids {
+        let Ok(id) = Uuid::parse_str(&id) else {
+            continue;
+        };
+        let credential = credentials::Entity::find_by_id(id)
+            .filter(credentials::Column::OwnerId.eq(run.owner_id))
+            .one(&app.db)
+            .await
+            .map_err(|_| internal("loading a credential"))?
+            .ok_or("a credential of the run was deleted")?;
+        let value = app
+            .vault
+            .open(&credential.nonce, &credential.ciphertext)
+            .map_err(|e| e.to_string())?;
+        env.push((
+            credential.name,
+            String::from_utf8_lossy(&value).into_owned(),
+        ));
+    }
+    let environment_spec = environment_spec(&environment);
+    let max_log_bytes = environment_spec.resources.max_log_bytes;
+    Ok((
+        RunSpec {
+            run_id: run.id.to_string(),
+            program_id: program.id.to_string(),
+            program_version: run.program_version,
+            runtime: match program.runtime {
+                ProgramRuntime::Wasm => Runtime::Wasm,
+                ProgramRuntime::Python => Runtime::Python,
+                ProgramRuntime::Shell => Runtime::Shell,
+            },
+            entrypoint,
+            files: files
+                .into_iter()
+                .map(|f| playground_executors::ProgramFile {
+                    path: f.path,
+                    content: f.content,
+                })
+                .collect(),
+            args,
+            env,
+            environment: environment_spec,
+        },
+        max_log_bytes,
+    ))
+}
