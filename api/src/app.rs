@@ -28,6 +28,8 @@ pub struct App {
     pub registry: Registry,
     pub blobs: BlobStore,
     pub hub: Arc<Hub>,
+    /// Files of program versions already read (they never change).
+    pub version_cache: crate::services::programs::VersionCache,
     /// Claims and supervises runs.
     pub scheduler: Scheduler,
     /// Encrypts credential values at rest.
@@ -68,7 +70,7 @@ impl App {
         };
         let writer = LogWriter::spawn(db.clone(), hub.clone(), notifier.clone());
         let scheduler = Scheduler::new(config.scheduler.clone(), &stable_id, writer, notifier);
-        let registry = crate::plugins::registry(&config);
+        let registry = crate::plugins::registry(&config)?;
         Ok(Arc::new(App {
             vault: Vault::new(&vault_key),
             db,
@@ -79,6 +81,7 @@ impl App {
             blobs,
             hub,
             scheduler,
+            version_cache: Default::default(),
         }))
     }
 }

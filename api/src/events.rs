@@ -65,10 +65,10 @@ impl Hub {
     /// Delivers an event to the run's subscribers, if it has any.
     pub fn publish(&self, run_id: Uuid, event: RunEvent) {
         let mut channels = self.channels.lock().expect("hub lock");
-        if let Some(sender) = channels.get(&run_id) {
-            if sender.send(event).is_err() {
-                channels.remove(&run_id);
-            }
+        if let Some(sender) = channels.get(&run_id)
+            && sender.send(event).is_err()
+        {
+            channels.remove(&run_id);
         }
     }
 }

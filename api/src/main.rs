@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default command).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Apply database migrations and exit.
     Migrate(DatabaseConfig),
     /// Print the GraphQL schema (SDL).
@@ -85,7 +85,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => server::serve(cli.serve).await,
-        Some(Command::Serve(config)) => server::serve(config).await,
+        Some(Command::Serve(config)) => server::serve(*config).await,
         Some(Command::Migrate(database)) => {
             let db = db::connect(&database).await?;
             db::migrate(&db).await?;

@@ -8,15 +8,21 @@ use playground_executors::Registry;
 
 use crate::config::ServeConfig;
 
-pub fn registry(config: &ServeConfig) -> Registry {
+pub fn registry(config: &ServeConfig) -> anyhow::Result<Registry> {
     let _ = config;
     #[allow(unused_mut)]
     let mut registry = Registry::new();
     #[cfg(feature = "wasm")]
-    registry.register(Arc::new(playground_wasm::WasmExecutor::new()));
+    registry.register(Arc::new(
+        playground_wasm::WasmExecutor::new(playground_wasm::WasmSettings {
+            cache_dir: config.database.data_dir.join("wasm-cache"),
+            python_wasm: config.wasm.python_wasm.clone(),
+        })
+        .map_err(|e| anyhow::anyhow!("starting the WASM executor: {}", e.message))?,
+    ));
     #[cfg(feature = "docker")]
     registry.register(Arc::new(playground_docker::DockerExecutor::new()));
     #[cfg(feature = "kubernetes")]
     registry.register(Arc::new(playground_kubernetes::KubernetesExecutor::new()));
-    registry
+    Ok(registry)
 }

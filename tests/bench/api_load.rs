@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 const ADMIN_EMAIL: &str = "bench@example.com";
 const ADMIN_PASSWORD: &str = "bench-password";
@@ -78,14 +78,26 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn gql(client: &reqwest::Client, base: &str, token: Option<&str>, query: &str, variables: Value) -> Value {
+async fn gql(
+    client: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> Value {
     let mut request = client
         .post(format!("{base}/graphql"))
         .json(&json!({ "query": query, "variables": variables }));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    let body: Value = request.send().await.expect("send").json().await.expect("json");
+    let body: Value = request
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert!(body.get("errors").is_none(), "GraphQL errors: {body}");
     body["data"].clone()
 }
@@ -109,7 +121,13 @@ impl Stats {
     }
 }
 
-async fn load(base: &str, token: &str, clients: usize, per_client: usize, kind: &'static str) -> Stats {
+async fn load(
+    base: &str,
+    token: &str,
+    clients: usize,
+    per_client: usize,
+    kind: &'static str,
+) -> Stats {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -199,11 +217,23 @@ async fn main() {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".to_owned());
-    println!("machine: {} cores, {cpu}", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("idle RSS after start: {:.1} MiB; after the load: {:.1} MiB", idle_rss as f64 / 1024.0, loaded_rss as f64 / 1024.0);
-    println!("{clients} concurrent clients, {per_client} requests each, {n_programs} programs in SQLite");
+    println!(
+        "machine: {} cores, {cpu}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "idle RSS after start: {:.1} MiB; after the load: {:.1} MiB",
+        idle_rss as f64 / 1024.0,
+        loaded_rss as f64 / 1024.0
+    );
+    println!(
+        "{clients} concurrent clients, {per_client} requests each, {n_programs} programs in SQLite"
+    );
     println!("| request | n | requests/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|");
     println!("{}", programs.line("programs(first: 50)"));

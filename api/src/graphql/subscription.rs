@@ -56,11 +56,11 @@ impl SubscriptionRoot {
                         }
                     }
                 };
-                if let Some(event) = next {
-                    if event.status != last.status {
-                        last = event;
-                        yield RunStatusEvent::from(last.clone());
-                    }
+                if let Some(event) = next
+                    && event.status != last.status
+                {
+                    last = event;
+                    yield RunStatusEvent::from(last.clone());
                 }
             }
         })

@@ -133,10 +133,10 @@ impl Scheduler {
     }
 
     async fn healthy(&self, app: &AppState, kind: ExecutorKind) -> bool {
-        if let Some((at, ok)) = self.health.lock().expect("health lock").get(&kind) {
-            if at.elapsed() < HEALTH_TTL {
-                return *ok;
-            }
+        if let Some((at, ok)) = self.health.lock().expect("health lock").get(&kind)
+            && at.elapsed() < HEALTH_TTL
+        {
+            return *ok;
         }
         let ok = match app.registry.get(executor_kind(kind)) {
             Some(executor) => matches!(executor.health().await, Health::Available { .. }),
@@ -347,10 +347,10 @@ pub fn on_remote_event(app: &AppState, event: notify::Remote) {
         notify::Remote::CancelRequested { run_id } => {
             let app = app.clone();
             tokio::spawn(async move {
-                if let Ok(Some(run)) = runs::Entity::find_by_id(run_id).one(&app.db).await {
-                    if let Some(reason) = run.cancel_reason {
-                        app.scheduler.cancel_local(run_id, reason);
-                    }
+                if let Ok(Some(run)) = runs::Entity::find_by_id(run_id).one(&app.db).await
+                    && let Some(reason) = run.cancel_reason
+                {
+                    app.scheduler.cancel_local(run_id, reason);
                 }
             });
         }

@@ -17,7 +17,7 @@ use super::claim;
 use super::logs::RunLogSink;
 use crate::app::AppState;
 use crate::services::environments::spec as environment_spec;
-use crate::services::programs::version_files;
+use crate::services::programs::version_files_cached;
 use crate::services::runs::publish_status;
 
 /// The reason given when a run's server stopped and the run cannot be
@@ -122,7 +122,10 @@ async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, rea
                 }
                 Err(error) => tracing::error!(run = %run_id, ?error, "recording RUNNING failed"),
             }
-            sink.system(&format!("started on {kind}"));
+            sink.system(&format!(
+                "started on {kind} by server {}",
+                app.scheduler.owner()
+            ));
             follow(&app, run_id, handle, sink).await;
         }
         Err(error) => {
@@ -245,7 +248,7 @@ async fn build_spec(app: &AppState, run: &runs::Model) -> Result<(RunSpec, u64),
         .await
         .map_err(|_| internal("loading the environment"))?
         .ok_or("the environment no longer exists")?;
-    let files = version_files(app, program.id, run.program_version)
+    let files = version_files_cached(app, program.id, run.program_version)
         .await
         .map_err(|e| format!("cannot read the program's files: {}", e.message()))?;
     let entrypoint = playground_entities::program_versions::Entity::find()
@@ -303,10 +306,10 @@ async fn build_spec(app: &AppState, run: &runs::Model) -> Result<(RunSpec, u64),
             },
             entrypoint,
             files: files
-                .into_iter()
+                .iter()
                 .map(|f| playground_executors::ProgramFile {
-                    path: f.path,
-                    content: f.content,
+                    path: f.path.clone(),
+                    content: f.content.clone(),
                 })
                 .collect(),
             args,

@@ -1,6 +1,9 @@
 //! Programs: create, update (a file change makes a new immutable version),
 //! delete, read and list what the caller may view.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chrono::Utc;
 use playground_entities::{
@@ -29,6 +32,7 @@ pub struct ProgramView {
 }
 
 /// A file of a program version, with its bytes.
+#[derive(Clone)]
 pub struct StoredFile {
     pub path: String,
     pub sha256: String,
@@ -381,6 +385,46 @@ pub async fn version_files(
             size: row.size,
             content,
         });
+    }
+    Ok(files)
+}
+
+/// Program versions are immutable, so their files can be kept in memory
+/// for the runs that launch them again and again.
+#[derive(Default)]
+pub struct VersionCache {
+    inner: std::sync::Mutex<(HashMap<(Uuid, i32), Arc<Vec<StoredFile>>>, u64)>,
+}
+
+/// Most bytes the version cache holds before it starts over.
+const VERSION_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The files of one program version, from memory when they were read before.
+pub async fn version_files_cached(
+    app: &App,
+    program_id: Uuid,
+    version: i32,
+) -> ApiResult<Arc<Vec<StoredFile>>> {
+    if let Some(files) = app
+        .version_cache
+        .inner
+        .lock()
+        .expect("cache lock")
+        .0
+        .get(&(program_id, version))
+    {
+        return Ok(files.clone());
+    }
+    let files = Arc::new(version_files(app, program_id, version).await?);
+    let size: u64 = files.iter().map(|f| f.content.len() as u64).sum();
+    let mut inner = app.version_cache.inner.lock().expect("cache lock");
+    if inner.1 + size > VERSION_CACHE_BYTES {
+        inner.0.clear();
+        inner.1 = 0;
+    }
+    if size <= VERSION_CACHE_BYTES {
+        inner.0.insert((program_id, version), files.clone());
+        inner.1 += size;
     }
     Ok(files)
 }

