@@ -32,6 +32,9 @@ pub(crate) enum Source {
 
 type Slot = Arc<OnceCell<Result<InstancePre<State>, String>>>;
 
+/// A file's length, modification time and content hash.
+type FileStamp = (u64, Option<SystemTime>, String);
+
 /// Compiled modules in memory and on disk, for one engine.
 pub(crate) struct ModuleCache {
     engine: Engine,
@@ -42,7 +45,7 @@ pub(crate) struct ModuleCache {
     modules: Mutex<HashMap<String, Slot>>,
     /// Content hashes of server files, by path, valid while the file's
     /// length and modification time stay the same.
-    file_hashes: Mutex<HashMap<PathBuf, (u64, Option<SystemTime>, String)>>,
+    file_hashes: Mutex<HashMap<PathBuf, FileStamp>>,
     compilations: AtomicU64,
 }
 

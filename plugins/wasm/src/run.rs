@@ -3,12 +3,12 @@
 //! from a cached [`InstancePre`], and a watch on the timeout and the cancel
 //! signal, which stop the guest through epoch interruption.
 
-use std::path::{Component, Path};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use playground_executors::{CancelReceiver, LogSink, OutputStream, ProgramFile, RunOutcome};
+use playground_executors::{CancelReceiver, LogSink, OutputStream, RunOutcome};
 use wasmtime::{Engine, InstancePre, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -75,7 +75,8 @@ impl ResourceLimiter for Limits {
 pub(crate) struct RunPlan {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
-    pub files: Vec<ProgramFile>,
+    /// The program files, preopened read-only at [`WORK_DIR`].
+    pub work: PathBuf,
     pub memory_mb: u32,
     pub timeout: Duration,
 }
@@ -89,10 +90,6 @@ pub(crate) async fn execute(
     sink: Arc<dyn LogSink>,
     mut cancel: CancelReceiver,
 ) -> RunOutcome {
-    let work = match write_files(&plan.files) {
-        Ok(dir) => dir,
-        Err(reason) => return failed(reason),
-    };
     let mut builder = WasiCtxBuilder::new();
     builder
         .args(&plan.argv)
@@ -102,7 +99,7 @@ pub(crate) async fn execute(
         .allow_ip_name_lookup(false)
         .allow_tcp(false)
         .allow_udp(false);
-    if let Err(e) = builder.preopened_dir(work.path(), WORK_DIR, FsPerms::ReadOnly) {
+    if let Err(e) = builder.preopened_dir(&plan.work, WORK_DIR, FsPerms::ReadOnly) {
         return failed(format!("could not give the program its files: {e:#}"));
     }
     let max_memory_bytes = (plan.memory_mb as usize).saturating_mul(1024 * 1024);
@@ -181,7 +178,6 @@ pub(crate) async fn execute(
     };
     let refused = store.data().limits.refused;
     drop(store);
-    drop(work);
 
     match stop.load(Ordering::Relaxed) {
         TIMED_OUT => RunOutcome::TimedOut {
@@ -231,32 +227,4 @@ fn failed(reason: String) -> RunOutcome {
         reason,
         exit_code: None,
     }
-}
-
-/// Writes the program files to a fresh directory, removed when dropped.
-fn write_files(files: &[ProgramFile]) -> Result<tempfile::TempDir, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("playground-wasm-run-")
-        .tempdir()
-        .map_err(|e| format!("could not create the run's directory: {e}"))?;
-    for file in files {
-        let relative = Path::new(&file.path);
-        if !relative
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-        {
-            return Err(format!(
-                "the file path {:?} is not a plain relative path",
-                file.path
-            ));
-        }
-        let target = dir.path().join(relative);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("could not write {}: {e}", file.path))?;
-        }
-        std::fs::write(&target, &file.content)
-            .map_err(|e| format!("could not write {}: {e}", file.path))?;
-    }
-    Ok(dir)
 }

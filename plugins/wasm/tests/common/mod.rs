@@ -140,8 +140,7 @@ pub fn trap() -> String {
 
 /// Writes its args to stdout and its environment to stderr, one per line.
 pub fn args_and_env() -> String {
-    format!(
-        r#"(module
+    r#"(module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes_get (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "args_get" (func $args_get (param i32 i32) (result i32)))
@@ -168,7 +167,7 @@ pub fn args_and_env() -> String {
     (drop (call $environ_sizes_get (i32.const 0) (i32.const 4)))
     (drop (call $environ_get (i32.const 1024) (i32.const 8192)))
     (call $lines (i32.const 2) (i32.const 8192) (i32.load (i32.const 4)))))"#
-    )
+        .to_owned()
 }
 
 /// Copies /work/data.txt to stdout, then tries to create /work/x and exits
