@@ -51,7 +51,8 @@ impl App {
         let authorizer = Authorizer::load_default()
             .await
             .context("loading the authorization policy")?;
-        let blobs = BlobStore::open(data_dir.join("blobs"))
+        let shared_blobs = crate::db::is_postgres(&db).then(|| db.clone());
+        let blobs = BlobStore::open(data_dir.join("blobs"), shared_blobs)
             .with_context(|| format!("opening the blob store in {}", data_dir.display()))?;
         let vault_key = match &config.auth.secret_key {
             Some(key) if !key.is_empty() => key.as_bytes().to_vec(),

@@ -1,22 +1,32 @@
 //! The blob store: program files by SHA-256, as files under
 //! `<data-dir>/blobs/<first two hex digits>/<sha256>`. Writes go to a
 //! temporary file and are renamed into place, so a blob is whole or absent.
+//!
+//! With PostgreSQL, where several servers share one database, blobs are
+//! also stored in the `blobs` table and the directory is each server's
+//! cache of it: a server reads a blob another server stored from the
+//! database once, then from its disk.
 
 use std::io;
 use std::path::PathBuf;
 
 use bytes::Bytes;
+use playground_entities::blobs;
+use sea_orm::{DatabaseConnection, EntityTrait, Set};
 use sha2::{Digest, Sha256};
 
-/// Content-addressed storage on the local disk.
+/// Content-addressed storage.
 pub struct BlobStore {
     root: PathBuf,
+    shared: Option<DatabaseConnection>,
 }
 
 impl BlobStore {
-    pub fn open(root: PathBuf) -> io::Result<Self> {
+    /// A store in `root`, shared through `shared` when several servers use
+    /// one database.
+    pub fn open(root: PathBuf, shared: Option<DatabaseConnection>) -> io::Result<Self> {
         std::fs::create_dir_all(&root)?;
-        Ok(Self { root })
+        Ok(Self { root, shared })
     }
 
     /// The hex SHA-256 of `bytes`, the name they are stored under.
@@ -31,16 +41,30 @@ impl BlobStore {
     /// Stores `bytes` (once: an existing blob is kept) and returns its name.
     pub async fn put(&self, bytes: Bytes) -> io::Result<String> {
         let sha256 = Self::digest(&bytes);
-        let path = self.path(&sha256);
+        if let Some(db) = &self.shared {
+            blobs::Entity::insert(blobs::ActiveModel {
+                sha256: Set(sha256.clone()),
+                content: Set(bytes.to_vec()),
+            })
+            .on_conflict_do_nothing()
+            .exec(db)
+            .await
+            .map_err(io::Error::other)?;
+        }
+        self.write_local(&sha256, &bytes).await?;
+        Ok(sha256)
+    }
+
+    async fn write_local(&self, sha256: &str, bytes: &[u8]) -> io::Result<()> {
+        let path = self.path(sha256);
         if tokio::fs::try_exists(&path).await? {
-            return Ok(sha256);
+            return Ok(());
         }
         let dir = path.parent().expect("blob paths have a parent").to_owned();
         tokio::fs::create_dir_all(&dir).await?;
         let temporary = dir.join(format!(".{}.{}", sha256, uuid::Uuid::new_v4().simple()));
-        tokio::fs::write(&temporary, &bytes).await?;
-        tokio::fs::rename(&temporary, &path).await?;
-        Ok(sha256)
+        tokio::fs::write(&temporary, bytes).await?;
+        tokio::fs::rename(&temporary, &path).await
     }
 
     /// Reads a blob. A missing blob is an error: rows only name stored
@@ -49,7 +73,19 @@ impl BlobStore {
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a sha256"));
         }
-        Ok(Bytes::from(tokio::fs::read(self.path(sha256)).await?))
+        match tokio::fs::read(self.path(sha256)).await {
+            Ok(bytes) => return Ok(Bytes::from(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.shared.is_some() => {}
+            Err(e) => return Err(e),
+        }
+        let db = self.shared.as_ref().expect("checked above");
+        let row = blobs::Entity::find_by_id(sha256.to_owned())
+            .one(db)
+            .await
+            .map_err(io::Error::other)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such blob"))?;
+        self.write_local(sha256, &row.content).await?;
+        Ok(Bytes::from(row.content))
     }
 }
 
@@ -60,7 +96,7 @@ mod tests {
     #[tokio::test]
     async fn blobs_round_trip_and_are_named_by_content() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path().join("blobs")).unwrap();
+        let store = BlobStore::open(dir.path().join("blobs"), None).unwrap();
         let name = store.put(Bytes::from_static(b"hello")).await.unwrap();
         assert_eq!(
             name,

@@ -7,10 +7,12 @@ use async_graphql::Data;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::Router;
+use axum::extract::ws::{CloseFrame, Message};
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use futures::{SinkExt, StreamExt};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
@@ -22,6 +24,9 @@ use crate::graphql::PlaygroundSchema;
 
 /// Largest WebSocket message accepted.
 const MAX_WS_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// How long a new WebSocket may take to send `connection_init`.
+const CONNECTION_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Clone)]
 struct HttpState {
@@ -81,31 +86,69 @@ async fn graphql(
 async fn graphql_ws(
     State(state): State<HttpState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let client_addr = ClientAddr(Some(client));
+    // graphql-transport-ws rejects a connection_init with close code 4403;
+    // the legacy graphql-ws answers connection_error.
+    let transport_ws = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == "graphql-transport-ws");
     upgrade
         .max_message_size(MAX_WS_MESSAGE_BYTES)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
+        .on_upgrade(move |socket| async move {
             let HttpState { app, schema } = state;
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let authorization = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str());
-                    let auth = app.authenticator.authenticate(&app.db, authorization).await;
+            let (mut sink, mut stream) = socket.split();
+            // Authenticate the connection_init before the protocol handler
+            // sees it, so a rejection can carry the protocol's close code.
+            let first = match tokio::time::timeout(CONNECTION_INIT_TIMEOUT, stream.next()).await {
+                Ok(Some(Ok(message))) => message,
+                _ => return,
+            };
+            let payload = match &first {
+                Message::Text(text) => serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .filter(|m| m["type"] == "connection_init")
+                    .map(|m| m["payload"].clone()),
+                _ => None,
+            };
+            let authorization = payload.as_ref().and_then(|p| {
+                p.get("Authorization")
+                    .or_else(|| p.get("authorization"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            });
+            let auth = app
+                .authenticator
+                .authenticate(&app.db, authorization.as_deref())
+                .await;
+            if let (Auth::Invalid(reason), true) = (&auth, transport_ws) {
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame {
+                        code: 4403,
+                        reason: format!("Forbidden: {reason}").into(),
+                    })))
+                    .await;
+                return;
+            }
+            let stream = futures::stream::once(async move { Ok(first) }).chain(stream);
+            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
+                .on_connection_init(move |_| async move {
                     if let Auth::Invalid(reason) = &auth {
                         return Err(async_graphql::Error::new(reason.clone()));
                     }
                     let mut data = Data::default();
                     data.insert(auth);
-                    data.insert(client_addr);
+                    data.insert(ClientAddr(Some(client)));
                     Ok(data)
                 })
                 .serve()
+                .await
         })
 }
 

@@ -43,7 +43,7 @@ enum UserCommand {
     Create {
         #[arg(long)]
         email: String,
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, ignore_case = true)]
         role: CliRole,
         #[arg(long)]
         display_name: Option<String>,

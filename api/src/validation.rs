@@ -34,9 +34,20 @@ pub struct CheckedFile {
     pub content: Bytes,
 }
 
+/// Text without NUL characters (neither database stores them the same
+/// way, PostgreSQL not at all).
+pub fn no_nul<'a>(field: &str, value: &'a str) -> ApiResult<&'a str> {
+    if value.contains('\0') {
+        return Err(ApiError::bad_input(format!(
+            "{field} contains a NUL character (U+0000); remove it"
+        )));
+    }
+    Ok(value)
+}
+
 /// A name: 1 to 100 characters after trimming.
 pub fn name(field: &str, value: &str) -> ApiResult<String> {
-    let trimmed = value.trim();
+    let trimmed = no_nul(field, value)?.trim();
     let n_chars = trimmed.chars().count();
     if n_chars == 0 {
         return Err(ApiError::bad_input(format!("{field} must not be empty")));
@@ -51,6 +62,7 @@ pub fn name(field: &str, value: &str) -> ApiResult<String> {
 
 pub fn description(value: Option<String>) -> ApiResult<String> {
     let value = value.unwrap_or_default();
+    no_nul("description", &value)?;
     if value.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(ApiError::bad_input(format!(
             "description is too long; use at most {MAX_DESCRIPTION_CHARS} characters"
@@ -71,7 +83,7 @@ pub fn tags(values: Option<Vec<String>>) -> ApiResult<Vec<String>> {
     let mut seen = HashSet::new();
     let mut tags = Vec::with_capacity(values.len());
     for value in values {
-        let tag = value.trim().to_owned();
+        let tag = no_nul("tags", &value)?.trim().to_owned();
         let n_chars = tag.chars().count();
         if n_chars == 0 || n_chars > MAX_TAG_CHARS {
             return Err(ApiError::bad_input(format!(
@@ -286,7 +298,7 @@ pub fn args(values: Option<Vec<String>>) -> ApiResult<Vec<String>> {
 
 /// An email address, lower-cased: something@something, no spaces.
 pub fn email(value: &str) -> ApiResult<String> {
-    let value = value.trim().to_lowercase();
+    let value = no_nul("email", value)?.trim().to_lowercase();
     let valid = value.len() <= MAX_EMAIL_CHARS
         && !value.contains(char::is_whitespace)
         && value.split_once('@').is_some_and(|(local, domain)| {

@@ -4,6 +4,7 @@
 
 pub mod api_tokens;
 pub mod audit_events;
+pub mod blobs;
 pub mod credentials;
 pub mod enums;
 pub mod environments;

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_initial;
 mod m20261123_000002_run_cancel_requests;
+mod m20261123_000003_shared_blobs;
 
 /// Runs every migration in order.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261123_000002_run_cancel_requests::Migration),
+            Box::new(m20261123_000003_shared_blobs::Migration),
         ]
     }
 }

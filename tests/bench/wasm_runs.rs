@@ -406,7 +406,7 @@ async fn log_stream(client: &Client) -> (usize, f64, (f64, f64)) {
                 last_seq = seq;
                 if line["stream"] == "STDOUT" {
                     n_lines += 1;
-                    if n_lines % 1000 == 0 {
+                    if n_lines.is_multiple_of(1000) {
                         let lag = Utc::now() - time(&line["timestamp"]);
                         lags.push(lag.num_microseconds().unwrap() as f64 / 1e3);
                     }

@@ -15,7 +15,7 @@ use crate::validation;
 
 pub struct MutationRoot;
 
-#[Object]
+#[Object(name = "Mutation")]
 impl MutationRoot {
     /// Signs in with email and password; the token goes in `Authorization: Bearer …`.
     async fn login(

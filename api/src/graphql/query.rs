@@ -15,7 +15,7 @@ use playground_executors::Health;
 
 pub struct QueryRoot;
 
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// The signed-in user.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {

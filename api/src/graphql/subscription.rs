@@ -17,7 +17,7 @@ const CATCH_UP_BATCH: u64 = 2000;
 
 pub struct SubscriptionRoot;
 
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// the current status at once, then every change; completes after a terminal status
     async fn run_status(

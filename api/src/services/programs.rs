@@ -263,6 +263,12 @@ pub async fn list(
             .filter(grants::Column::UserId.eq(principal.id()))
             .filter(grants::Column::Permission.gte(grant_to_i16(Grant::View)));
     }
+    if let Some(search) = &filter.search {
+        validation::no_nul("search", search)?;
+    }
+    if let Some(tag) = &filter.tag {
+        validation::no_nul("tag", tag)?;
+    }
     if let Some(search) = filter
         .search
         .as_deref()
@@ -393,8 +399,10 @@ pub async fn version_files(
 /// for the runs that launch them again and again.
 #[derive(Default)]
 pub struct VersionCache {
-    inner: std::sync::Mutex<(HashMap<(Uuid, i32), Arc<Vec<StoredFile>>>, u64)>,
+    inner: std::sync::Mutex<(VersionFiles, u64)>,
 }
+
+type VersionFiles = HashMap<(Uuid, i32), Arc<Vec<StoredFile>>>;
 
 /// Most bytes the version cache holds before it starts over.
 const VERSION_CACHE_BYTES: u64 = 256 * 1024 * 1024;

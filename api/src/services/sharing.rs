@@ -42,7 +42,9 @@ fn kind_of(asset_kind: AssetKind) -> Kind {
 }
 
 async fn grantee(app: &App, email: &str) -> ApiResult<users::Model> {
-    let email = email.trim().to_lowercase();
+    let email = crate::validation::no_nul("userEmail", email)?
+        .trim()
+        .to_lowercase();
     users::Entity::find()
         .filter(users::Column::Email.eq(&email))
         .one(&app.db)

@@ -18,7 +18,7 @@ use crate::validation;
 
 /// Checks a password and issues a session token.
 pub async fn login(app: &App, email: &str, password: &str) -> ApiResult<(String, users::Model)> {
-    let email = email.trim().to_lowercase();
+    let email = email.trim().to_lowercase().replace('\0', "");
     let user = users::Entity::find()
         .filter(users::Column::Email.eq(&email))
         .one(&app.db)

@@ -57,6 +57,9 @@ pub struct WasmExecutor {
     files: FileSets,
     settings: WasmSettings,
     ticker_stop: Arc<AtomicBool>,
+    /// Guests run on threads of their own, so programs that use all the
+    /// CPU cannot starve the server's requests and database work.
+    guests: Option<tokio::runtime::Runtime>,
 }
 
 impl WasmExecutor {
@@ -92,7 +95,15 @@ impl WasmExecutor {
                 }
             })
             .map_err(|e| ExecutorError::new(format!("cannot start the epoch ticker: {e}")))?;
+        let n_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let guests = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n_threads)
+            .thread_name("wasm-guest")
+            .enable_all()
+            .build()
+            .map_err(|e| ExecutorError::new(format!("cannot start the guest threads: {e}")))?;
         Ok(Self {
+            guests: Some(guests),
             engine,
             cache,
             files: FileSets::new(&settings.cache_dir),
@@ -124,6 +135,11 @@ impl WasmExecutor {
 impl Drop for WasmExecutor {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+        // May be dropped inside an async context, where a blocking shutdown
+        // would panic.
+        if let Some(guests) = self.guests.take() {
+            guests.shutdown_background();
+        }
     }
 }
 
@@ -260,7 +276,11 @@ impl Executor for WasmExecutor {
             memory_mb: resources.memory_mb,
             timeout: resources.timeout,
         };
-        let task = tokio::spawn(run::execute(self.engine.clone(), pre, plan, sink, cancel));
+        let guests = self
+            .guests
+            .as_ref()
+            .expect("the guest runtime lives as long as the executor");
+        let task = guests.spawn(run::execute(self.engine.clone(), pre, plan, sink, cancel));
         Ok(RunHandle {
             external_ref: None,
             outcome: Box::pin(async move {

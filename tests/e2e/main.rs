@@ -1,0 +1,19 @@
+//! End-to-end tests: each test starts the real `playground` binary on a random port (once
+//! against SQLite and once against PostgreSQL) and drives it over HTTP, WebSocket and its CLI.
+
+#[macro_use]
+mod support;
+
+mod auth;
+mod bad_input;
+mod cli;
+mod environments;
+mod execution;
+mod executors;
+mod program_validation;
+mod programs;
+mod roles;
+mod runs;
+mod schema_contract;
+mod storage;
+mod transport;
