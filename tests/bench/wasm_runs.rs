@@ -170,40 +170,52 @@ impl Client {
         data["createRun"]["id"].as_str().unwrap().to_owned()
     }
 
-    /// Runs of an environment, once none is unfinished.
+    /// Runs of an environment, once all `n` have ended (polled by count, so
+    /// the polling does not load the server).
     async fn wait_all(&self, environment: &str, n: usize) -> Vec<Value> {
         loop {
-            let mut runs = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
+            let mut n_done = 0;
+            for status in ["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"] {
                 let data = self
                     .gql(
-                        "query($e: ID!, $a: String) { runs(first: 500, after: $a, environmentId: $e) { edges { node { status queuedAt startedAt finishedAt } } pageInfo { hasNextPage endCursor } } }",
-                        json!({ "e": environment, "a": after }),
+                        "query($e: ID!, $s: RunStatus) { runs(first: 0, environmentId: $e, status: $s) { totalCount } }",
+                        json!({ "e": environment, "s": status }),
                     )
                     .await;
-                let page = &data["runs"];
-                runs.extend(
-                    page["edges"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|e| e["node"].clone()),
-                );
-                if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
-                    break;
-                }
-                after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+                n_done += data["runs"]["totalCount"].as_u64().unwrap() as usize;
             }
-            let done = runs.iter().filter(|r| r["finishedAt"].is_string()).count();
-            if runs.len() == n && done == n {
-                for run in &runs {
-                    assert_eq!(run["status"], "SUCCEEDED", "{run}");
-                }
-                return runs;
+            if n_done >= n {
+                break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let mut runs = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let data = self
+                .gql(
+                    "query($e: ID!, $a: String) { runs(first: 500, after: $a, environmentId: $e) { edges { node { status queuedAt startedAt finishedAt } } pageInfo { hasNextPage endCursor } } }",
+                    json!({ "e": environment, "a": after }),
+                )
+                .await;
+            let page = &data["runs"];
+            runs.extend(
+                page["edges"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["node"].clone()),
+            );
+            if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+                break;
+            }
+            after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+        }
+        assert_eq!(runs.len(), n);
+        for run in &runs {
+            assert_eq!(run["status"], "SUCCEEDED", "{run}");
+        }
+        runs
     }
 }
 
@@ -471,7 +483,10 @@ async fn main() {
     let n_runs = env_usize("BENCH_RUNS", 4000);
     let n_clients = env_usize("BENCH_CLIENTS", 32);
     let python = std::env::var("PLAYGROUND_PYTHON_WASM").ok();
-    let mut extra = Vec::new();
+    let mut extra = vec![(
+        "PLAYGROUND_WASM_CONCURRENCY",
+        env_usize("BENCH_CONCURRENCY", 64).to_string(),
+    )];
     if let Some(python) = &python {
         extra.push(("PLAYGROUND_PYTHON_WASM", python.clone()));
     }

@@ -30,10 +30,12 @@ pub fn build_schema(app: AppState) -> PlaygroundSchema {
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .limit_depth(limits.max_query_depth)
         .limit_complexity(limits.max_query_complexity)
-        .data(DataLoader::new(
-            loaders::UserLoader { db: app.db.clone() },
-            tokio::spawn,
-        ))
+        // No batching delay: the fields of a list resolve in one pass, so
+        // their loads are batched anyway, and a delay is pure latency.
+        .data(
+            DataLoader::new(loaders::UserLoader { db: app.db.clone() }, tokio::spawn)
+                .delay(std::time::Duration::ZERO),
+        )
         .data(app)
         .finish()
 }

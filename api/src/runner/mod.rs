@@ -32,6 +32,8 @@ use notify::Notifier;
 
 /// Most runs claimed by one statement.
 const CLAIM_BATCH: u64 = 64;
+/// Most launch templates kept in memory.
+const MAX_TEMPLATES: usize = 1024;
 /// How long a plugin's health answer is trusted before asking again.
 const HEALTH_TTL: Duration = Duration::from_secs(2);
 
@@ -53,6 +55,8 @@ pub struct Scheduler {
     running: Mutex<HashMap<Uuid, RunControl>>,
     stopping: AtomicBool,
     health: Mutex<HashMap<ExecutorKind, (Instant, bool)>>,
+    /// (program, version, environment) → what their runs share.
+    templates: Mutex<HashMap<(Uuid, i32, Uuid), std::sync::Arc<supervise::LaunchTemplate>>>,
     pub writer: LogWriter,
     pub notifier: Notifier,
 }
@@ -74,6 +78,7 @@ impl Scheduler {
             running: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             health: Mutex::new(HashMap::new()),
+            templates: Mutex::new(HashMap::new()),
             writer,
             notifier,
         }

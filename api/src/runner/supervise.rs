@@ -235,8 +235,26 @@ async fn resumed_pipeline(app: &AppState, run_id: Uuid, max_log_bytes: u64) -> L
     LogPipeline::resume(last_seq, max_log_bytes, used)
 }
 
-/// Everything the plugin needs, from the run's rows and blobs.
-async fn build_spec(app: &AppState, run: &runs::Model) -> Result<(RunSpec, u64), String> {
+/// What every run of one program version in one environment shares; all
+/// of it is immutable, so it is read from the database once.
+pub struct LaunchTemplate {
+    runtime: Runtime,
+    entrypoint: String,
+    files: Vec<playground_executors::ProgramFile>,
+    environment: playground_executors::EnvironmentSpec,
+}
+
+async fn template(app: &AppState, run: &runs::Model) -> Result<Arc<LaunchTemplate>, String> {
+    let key = (run.program_id, run.program_version, run.environment_id);
+    if let Some(template) = app
+        .scheduler
+        .templates
+        .lock()
+        .expect("templates lock")
+        .get(&key)
+    {
+        return Ok(template.clone());
+    }
     let internal = |what: &str| format!("internal error while {what}; the server log has details");
     let program = programs::Entity::find_by_id(run.program_id)
         .one(&app.db)
@@ -259,6 +277,34 @@ async fn build_spec(app: &AppState, run: &runs::Model) -> Result<(RunSpec, u64),
         .map_err(|_| internal("loading the program version"))?
         .map(|v| v.entrypoint)
         .unwrap_or(program.entrypoint.clone());
+    let template = Arc::new(LaunchTemplate {
+        runtime: match program.runtime {
+            ProgramRuntime::Wasm => Runtime::Wasm,
+            ProgramRuntime::Python => Runtime::Python,
+            ProgramRuntime::Shell => Runtime::Shell,
+        },
+        entrypoint,
+        files: files
+            .iter()
+            .map(|f| playground_executors::ProgramFile {
+                path: f.path.clone(),
+                content: f.content.clone(),
+            })
+            .collect(),
+        environment: environment_spec(&environment),
+    });
+    let mut templates = app.scheduler.templates.lock().expect("templates lock");
+    if templates.len() >= super::MAX_TEMPLATES {
+        templates.clear();
+    }
+    templates.insert(key, template.clone());
+    Ok(template)
+}
+
+/// Everything the plugin needs, from the run's row and its template.
+async fn build_spec(app: &AppState, run: &runs::Model) -> Result<(RunSpec, u64), String> {
+    let internal = |what: &str| format!("internal error while {what}; the server log has details");
+    let template = template(app, run).await?;
     let args: Vec<String> = serde_json::from_value(run.args.clone()).unwrap_or_default();
     let mut env: Vec<(String, String)> =
         serde_json::from_value::<Vec<serde_json::Value>>(run.env.clone())
@@ -292,29 +338,18 @@ async fn build_spec(app: &AppState, run: &runs::Model) -> Result<(RunSpec, u64),
             String::from_utf8_lossy(&value).into_owned(),
         ));
     }
-    let environment_spec = environment_spec(&environment);
-    let max_log_bytes = environment_spec.resources.max_log_bytes;
+    let max_log_bytes = template.environment.resources.max_log_bytes;
     Ok((
         RunSpec {
             run_id: run.id.to_string(),
-            program_id: program.id.to_string(),
+            program_id: run.program_id.to_string(),
             program_version: run.program_version,
-            runtime: match program.runtime {
-                ProgramRuntime::Wasm => Runtime::Wasm,
-                ProgramRuntime::Python => Runtime::Python,
-                ProgramRuntime::Shell => Runtime::Shell,
-            },
-            entrypoint,
-            files: files
-                .iter()
-                .map(|f| playground_executors::ProgramFile {
-                    path: f.path.clone(),
-                    content: f.content.clone(),
-                })
-                .collect(),
+            runtime: template.runtime,
+            entrypoint: template.entrypoint.clone(),
+            files: template.files.clone(),
             args,
             env,
-            environment: environment_spec,
+            environment: template.environment.clone(),
         },
         max_log_bytes,
     ))
