@@ -25,6 +25,9 @@ use crate::graphql::PlaygroundSchema;
 /// Largest WebSocket message accepted.
 const MAX_WS_MESSAGE_BYTES: usize = 1024 * 1024;
 
+/// Messages queued for a WebSocket before the producer waits.
+const WS_SEND_QUEUE: usize = 1024;
+
 /// How long a new WebSocket may take to send `connection_init`.
 const CONNECTION_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -137,6 +140,7 @@ async fn graphql_ws(
                 return;
             }
             let stream = futures::stream::once(async move { Ok(first) }).chain(stream);
+            let sink = batching(sink);
             GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
                 .on_connection_init(move |_| async move {
                     if let Auth::Invalid(reason) = &auth {
@@ -150,6 +154,33 @@ async fn graphql_ws(
                 .serve()
                 .await
         })
+}
+
+/// A sink that hands messages to a task which writes everything queued and
+/// then flushes once, instead of flushing the socket after every message:
+/// a subscription that produces many results (a log replay) costs one write
+/// per batch, not one per line.
+fn batching(
+    mut socket: futures::stream::SplitSink<axum::extract::ws::WebSocket, Message>,
+) -> futures::channel::mpsc::Sender<Message> {
+    let (sender, mut receiver) = futures::channel::mpsc::channel::<Message>(WS_SEND_QUEUE);
+    tokio::spawn(async move {
+        while let Some(message) = receiver.next().await {
+            if socket.feed(message).await.is_err() {
+                return;
+            }
+            while let Ok(message) = receiver.try_recv() {
+                if socket.feed(message).await.is_err() {
+                    return;
+                }
+            }
+            if socket.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = socket.close().await;
+    });
+    sender
 }
 
 async fn healthz() -> &'static str {
