@@ -53,6 +53,8 @@ pub enum Auth {
     User(Principal),
     /// Credentials were sent but are not valid; the reason says which.
     Invalid(String),
+    /// The credentials could not be checked (the database failed).
+    Unavailable,
 }
 
 impl Auth {
@@ -64,6 +66,9 @@ impl Auth {
                 "sign in first: send `Authorization: Bearer <token>` with a token from `login` or an API token",
             )),
             Auth::Invalid(reason) => Err(ApiError::unauthenticated(reason.clone())),
+            Auth::Unavailable => Err(ApiError::Unavailable(
+                "the server cannot check credentials right now; try again shortly".to_owned(),
+            )),
         }
     }
 }
@@ -135,12 +140,11 @@ impl Authenticator {
                     .to_owned(),
             ),
             Err(ApiError::Unauthenticated(reason)) => Auth::Invalid(reason),
-            Err(error) => {
-                if let ApiError::Internal(cause) = &error {
-                    tracing::error!(error = ?cause, "checking credentials");
-                }
-                Auth::Invalid(error.message())
+            Err(ApiError::Internal(cause)) => {
+                tracing::error!(error = ?cause, "checking credentials");
+                Auth::Unavailable
             }
+            Err(error) => Auth::Invalid(error.message()),
         }
     }
 

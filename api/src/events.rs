@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 /// How many events a slow subscriber may fall behind before it re-reads.
-const CHANNEL_CAPACITY: usize = 1024;
+const CHANNEL_CAPACITY: usize = 256;
 
 /// A run's status changed.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +44,9 @@ pub enum RunEvent {
     LogsStored {
         last_seq: i64,
     },
+    /// Events may have been missed (a lost connection to other servers):
+    /// re-read the database.
+    Resync,
 }
 
 /// Per-run broadcast channels, created on first subscription and dropped
@@ -53,13 +56,53 @@ pub struct Hub {
     channels: Mutex<HashMap<Uuid, broadcast::Sender<RunEvent>>>,
 }
 
+/// One subscriber's end of a run's channel; the channel is dropped with
+/// its last subscriber.
+pub struct HubReceiver {
+    run_id: Uuid,
+    receiver: broadcast::Receiver<RunEvent>,
+    hub: Arc<Hub>,
+}
+
+impl HubReceiver {
+    pub async fn recv(&mut self) -> Result<RunEvent, broadcast::error::RecvError> {
+        self.receiver.recv().await
+    }
+}
+
+impl Drop for HubReceiver {
+    fn drop(&mut self) {
+        let mut channels = self.hub.channels.lock().expect("hub lock");
+        // This receiver still counts until the fields are dropped.
+        if channels
+            .get(&self.run_id)
+            .is_some_and(|sender| sender.receiver_count() <= 1)
+        {
+            channels.remove(&self.run_id);
+        }
+    }
+}
+
 impl Hub {
-    pub fn subscribe(&self, run_id: Uuid) -> broadcast::Receiver<RunEvent> {
+    pub fn subscribe(self: &Arc<Self>, run_id: Uuid) -> HubReceiver {
         let mut channels = self.channels.lock().expect("hub lock");
-        channels
+        let receiver = channels
             .entry(run_id)
             .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
-            .subscribe()
+            .subscribe();
+        HubReceiver {
+            run_id,
+            receiver,
+            hub: self.clone(),
+        }
+    }
+
+    /// Tells every subscriber to re-read the database.
+    pub fn resync_all(&self) {
+        let channels = self.channels.lock().expect("hub lock");
+        for sender in channels.values() {
+            let _ = sender.send(RunEvent::Resync);
+        }
     }
 
     /// Delivers an event to the run's subscribers, if it has any.
@@ -89,21 +132,24 @@ mod tests {
 
     #[tokio::test]
     async fn events_reach_only_their_runs_subscribers() {
-        let hub = Hub::default();
+        let hub = Arc::new(Hub::default());
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let mut sub_a = hub.subscribe(a);
         let mut sub_b = hub.subscribe(b);
         hub.publish(a, status(a));
         assert!(matches!(sub_a.recv().await.unwrap(), RunEvent::Status(e) if e.run_id == a));
-        assert!(sub_b.try_recv().is_err());
+        assert!(sub_b.receiver.try_recv().is_err());
     }
 
     #[tokio::test]
-    async fn channels_without_subscribers_are_dropped() {
-        let hub = Hub::default();
+    async fn channels_are_dropped_with_their_last_subscriber() {
+        let hub = Arc::new(Hub::default());
         let run_id = Uuid::new_v4();
-        drop(hub.subscribe(run_id));
-        hub.publish(run_id, status(run_id));
+        let first = hub.subscribe(run_id);
+        let second = hub.subscribe(run_id);
+        drop(first);
+        assert_eq!(hub.channels.lock().unwrap().len(), 1);
+        drop(second);
         assert!(hub.channels.lock().unwrap().is_empty());
     }
 }

@@ -143,8 +143,16 @@ async fn graphql_ws(
             let sink = batching(sink);
             GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
                 .on_connection_init(move |_| async move {
-                    if let Auth::Invalid(reason) = &auth {
-                        return Err(async_graphql::Error::new(reason.clone()));
+                    match &auth {
+                        Auth::Invalid(reason) => {
+                            return Err(async_graphql::Error::new(reason.clone()));
+                        }
+                        Auth::Unavailable => {
+                            return Err(async_graphql::Error::new(
+                                "the server cannot check credentials right now; try again shortly",
+                            ));
+                        }
+                        Auth::Anonymous | Auth::User(_) => {}
                     }
                     let mut data = Data::default();
                     data.insert(auth);

@@ -35,6 +35,17 @@ pub struct NumberedLine {
     pub line: String,
 }
 
+/// A line's text: invalid UTF-8 and NUL characters (which databases do not
+/// store) become U+FFFD.
+fn text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text.into_owned()
+    }
+}
+
 /// Splits one stream's bytes into lines.
 #[derive(Debug, Default)]
 struct LineSplitter {
@@ -49,7 +60,7 @@ impl LineSplitter {
                 self.partial.pop();
             }
             self.drain_long(lines);
-            lines.push(String::from_utf8_lossy(&self.partial).into_owned());
+            lines.push(text(&self.partial));
             self.partial.clear();
             bytes = &bytes[newline + 1..];
         }
@@ -66,7 +77,7 @@ impl LineSplitter {
                 cut -= 1;
             }
             let rest = self.partial.split_off(cut);
-            lines.push(String::from_utf8_lossy(&self.partial).into_owned());
+            lines.push(text(&self.partial));
             self.partial = rest;
         }
     }
@@ -78,7 +89,7 @@ impl LineSplitter {
         if self.partial.last() == Some(&b'\r') {
             self.partial.pop();
         }
-        let line = String::from_utf8_lossy(&self.partial).into_owned();
+        let line = text(&self.partial);
         self.partial.clear();
         Some(line)
     }
@@ -146,7 +157,7 @@ impl LogPipeline {
 
     /// A SYSTEM line (not counted against the cap).
     pub fn system(&mut self, line: &str, out: &mut Vec<NumberedLine>) {
-        self.push(LineStream::System, line.to_owned(), out);
+        self.push(LineStream::System, text(line.as_bytes()), out);
     }
 
     /// Flushes unterminated last lines of both streams.
@@ -231,6 +242,14 @@ mod tests {
                 ("done", LineStream::System)
             ]
         );
+    }
+
+    #[test]
+    fn nul_characters_are_replaced() {
+        let mut pipeline = LogPipeline::new(1 << 20);
+        let mut out = Vec::new();
+        pipeline.write(OutputStream::Stdout, b"a\0b\n", &mut out);
+        assert_eq!(out[0].line, "a\u{fffd}b");
     }
 
     #[test]

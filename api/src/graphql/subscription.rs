@@ -1,9 +1,10 @@
-//! The subscription root: live run status and logs. Both subscribe to the
-//! event hub before reading the database, so nothing that happens in
-//! between is missed; the database fills any gap.
+//! The subscription root: live run status and logs. Both check access,
+//! subscribe to the event hub, and only then read the database, so nothing
+//! that happens in between is missed; the database fills any gap.
 
 use async_graphql::{Context, ID, Subscription};
 use futures::Stream;
+use playground_entities::RunStatus;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::objects::{LogLine, RunStatusEvent};
@@ -17,6 +18,27 @@ const CATCH_UP_BATCH: u64 = 2000;
 
 pub struct SubscriptionRoot;
 
+/// Where a status stands in the run state machine; statuses only move
+/// forward, so an older event arriving late is skipped.
+fn rank(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Queued => 0,
+        RunStatus::Starting => 1,
+        RunStatus::Running => 2,
+        _ => 3,
+    }
+}
+
+fn snapshot(run: playground_entities::runs::Model) -> StatusEvent {
+    StatusEvent {
+        run_id: run.id,
+        status: run.status,
+        exit_code: run.exit_code,
+        failure_reason: run.failure_reason,
+        at: run.updated_at,
+    }
+}
+
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// the current status at once, then every change; completes after a terminal status
@@ -28,36 +50,25 @@ impl SubscriptionRoot {
         let app = app(ctx).clone();
         let principal = principal(ctx)?.clone();
         let run_id = validation::id("runId", &run_id)?;
+        runs::load(&app, &principal, run_id).await?;
         let mut events = app.hub.subscribe(run_id);
         let run = runs::load(&app, &principal, run_id).await?.run;
         Ok(async_stream::stream! {
-            let mut last = StatusEvent {
-                run_id,
-                status: run.status,
-                exit_code: run.exit_code,
-                failure_reason: run.failure_reason.clone(),
-                at: run.updated_at,
-            };
+            let mut last = snapshot(run);
             yield RunStatusEvent::from(last.clone());
             while !last.status.is_terminal() {
                 let next = match events.recv().await {
                     Ok(RunEvent::Status(event)) => Some(event),
                     Ok(RunEvent::Logs(_)) | Ok(RunEvent::LogsStored { .. }) => None,
-                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {
+                    Ok(RunEvent::Resync) | Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {
                         match runs::load(&app, &principal, run_id).await {
-                            Ok(view) => Some(StatusEvent {
-                                run_id,
-                                status: view.run.status,
-                                exit_code: view.run.exit_code,
-                                failure_reason: view.run.failure_reason,
-                                at: view.run.updated_at,
-                            }),
+                            Ok(view) => Some(snapshot(view.run)),
                             Err(_) => break,
                         }
                     }
                 };
                 if let Some(event) = next
-                    && event.status != last.status
+                    && rank(event.status) > rank(last.status)
                 {
                     last = event;
                     yield RunStatusEvent::from(last.clone());
@@ -72,10 +83,11 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         run_id: ID,
         after_seq: Option<i32>,
-    ) -> async_graphql::Result<impl Stream<Item = LogLine> + use<>> {
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LogLine>> + use<>> {
         let app = app(ctx).clone();
         let principal = principal(ctx)?.clone();
         let run_id = validation::id("runId", &run_id)?;
+        runs::load(&app, &principal, run_id).await?;
         let mut events = app.hub.subscribe(run_id);
         let mut ended = runs::load(&app, &principal, run_id)
             .await?
@@ -87,13 +99,17 @@ impl SubscriptionRoot {
             loop {
                 // Catch up from the database.
                 loop {
-                    let Ok(lines) = runs::read_logs(&app.db, run_id, last_seq, CATCH_UP_BATCH).await else {
-                        return;
+                    let lines = match runs::read_logs(&app.db, run_id, last_seq, CATCH_UP_BATCH).await {
+                        Ok(lines) => lines,
+                        Err(error) => {
+                            yield Err(async_graphql::Error::from(error));
+                            return;
+                        }
                     };
                     let n_lines = lines.len() as u64;
                     for line in lines {
                         last_seq = line.seq;
-                        yield LogLine::from(line);
+                        yield Ok(LogLine::from(line));
                     }
                     if n_lines < CATCH_UP_BATCH {
                         break;
@@ -117,7 +133,7 @@ impl SubscriptionRoot {
                                     break;
                                 }
                                 last_seq = line.seq;
-                                yield LogLine::from(line.clone());
+                                yield Ok(LogLine::from(line.clone()));
                             }
                             if gap {
                                 break;
@@ -134,10 +150,13 @@ impl SubscriptionRoot {
                                 break;
                             }
                         }
-                        Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {
+                        Ok(RunEvent::Resync) | Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {
                             match runs::load(&app, &principal, run_id).await {
                                 Ok(view) => ended = view.run.status.is_terminal(),
-                                Err(_) => return,
+                                Err(error) => {
+                                    yield Err(async_graphql::Error::from(error));
+                                    return;
+                                }
                             }
                             break;
                         }

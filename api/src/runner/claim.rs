@@ -37,6 +37,7 @@ pub async fn claim(
             Expr::col((environments::Entity, environments::Column::Status))
                 .is_in([EnvironmentStatus::Ready, EnvironmentStatus::Running]),
         )
+        .and_where(Expr::col((environments::Entity, environments::Column::DeletedAt)).is_null())
         .order_by((runs::Entity, runs::Column::QueuedAt), Order::Asc)
         .order_by((runs::Entity, runs::Column::Id), Order::Asc)
         .limit(n);
@@ -59,23 +60,47 @@ pub async fn claim(
         .await
 }
 
-/// Renews the leases of every active run `owner` holds.
+/// Renews the leases of the given runs `owner` holds; returns the ids it
+/// still held (a run missing from them was taken over by another server).
 pub async fn renew(
     db: &DatabaseConnection,
     owner: &str,
+    run_ids: &[Uuid],
     lease_until: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    Ok(runs::Entity::update_many()
-        .col_expr(runs::Column::LeaseExpiresAt, Expr::value(lease_until))
-        .filter(runs::Column::LeaseOwner.eq(owner))
-        .filter(runs::Column::Status.is_in(ACTIVE))
-        .exec(db)
-        .await?
-        .rows_affected)
+) -> Result<Vec<Uuid>, DbErr> {
+    let mut renewed = Vec::with_capacity(run_ids.len());
+    for chunk in run_ids.chunks(500) {
+        let rows = runs::Entity::update_many()
+            .col_expr(runs::Column::LeaseExpiresAt, Expr::value(lease_until))
+            .filter(runs::Column::LeaseOwner.eq(owner))
+            .filter(runs::Column::Status.is_in(ACTIVE))
+            .filter(runs::Column::Id.is_in(chunk.iter().copied()))
+            .exec_with_returning(db)
+            .await?;
+        renewed.extend(rows.into_iter().map(|r| r.id));
+    }
+    Ok(renewed)
 }
 
-/// Active runs whose lease expired, or that an earlier process of this
-/// server (`stable_prefix`, another boot) held.
+/// Which active runs are orphans: their lease expired (and it is not
+/// ours), or an earlier process of this server (`stable_prefix`, another
+/// boot) held them.
+fn orphaned(owner: &str, stable_prefix: &str) -> sea_orm::Condition {
+    sea_orm::Condition::any()
+        .add(
+            sea_orm::Condition::all()
+                .add(runs::Column::LeaseExpiresAt.lt(Utc::now()))
+                .add(runs::Column::LeaseOwner.ne(owner)),
+        )
+        .add(runs::Column::LeaseOwner.is_null())
+        .add(
+            sea_orm::Condition::all()
+                .add(runs::Column::LeaseOwner.starts_with(stable_prefix))
+                .add(runs::Column::LeaseOwner.ne(owner)),
+        )
+}
+
+/// Active runs whose server is gone.
 pub async fn orphans(
     db: &DatabaseConnection,
     owner: &str,
@@ -83,32 +108,26 @@ pub async fn orphans(
 ) -> Result<Vec<runs::Model>, DbErr> {
     runs::Entity::find()
         .filter(runs::Column::Status.is_in(ACTIVE))
-        .filter(
-            sea_orm::Condition::any()
-                .add(runs::Column::LeaseExpiresAt.lt(Utc::now()))
-                .add(runs::Column::LeaseOwner.is_null())
-                .add(
-                    sea_orm::Condition::all()
-                        .add(runs::Column::LeaseOwner.starts_with(stable_prefix))
-                        .add(runs::Column::LeaseOwner.ne(owner)),
-                ),
-        )
+        .filter(orphaned(owner, stable_prefix))
         .all(db)
         .await
 }
 
-/// Takes over an orphaned run's lease, if no other server did first.
+/// Takes over an orphaned run's lease if it is still orphaned and no other
+/// server took it first.
 pub async fn take_over(
     db: &DatabaseConnection,
     run: &runs::Model,
     owner: &str,
+    stable_prefix: &str,
     lease_until: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let mut update = runs::Entity::update_many()
         .col_expr(runs::Column::LeaseOwner, Expr::value(owner))
         .col_expr(runs::Column::LeaseExpiresAt, Expr::value(lease_until))
         .filter(runs::Column::Id.eq(run.id))
-        .filter(runs::Column::Status.is_in(ACTIVE));
+        .filter(runs::Column::Status.is_in(ACTIVE))
+        .filter(orphaned(owner, stable_prefix));
     update = match &run.lease_owner {
         Some(previous) => update.filter(runs::Column::LeaseOwner.eq(previous.clone())),
         None => update.filter(runs::Column::LeaseOwner.is_null()),

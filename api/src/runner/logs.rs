@@ -105,33 +105,34 @@ async fn store(
     batch: Vec<(Uuid, Vec<NumberedLine>)>,
 ) {
     let now = Utc::now();
-    let rows = batch.iter().flat_map(|(run_id, lines)| {
-        lines.iter().map(move |line| run_logs::ActiveModel {
-            run_id: Set(*run_id),
-            seq: Set(line.seq),
-            stream: Set(stream_of(line.stream)),
-            line: Set(line.line.clone()),
-            timestamp: Set(now),
-        })
-    });
-    let rows: Vec<_> = rows.collect();
-    let result = async {
-        let txn = db.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            run_logs::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(&txn)
-                .await?;
-        }
-        txn.commit().await
-    }
-    .await;
-    if let Err(error) = result {
-        tracing::error!(
+    let all: Vec<&(Uuid, Vec<NumberedLine>)> = batch.iter().collect();
+    if let Err(error) = insert(db, &all, now).await {
+        // One bad row must not cost the other runs their lines: store run
+        // by run, each with a few retries.
+        tracing::warn!(
             ?error,
-            n_rows = rows.len(),
-            "storing log lines failed; they are lost"
+            "storing a batch of log lines failed; retrying run by run"
         );
-        return;
+        for item in &batch {
+            let mut stored = false;
+            for attempt in 0..3u32 {
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                match insert(db, &[item], now).await {
+                    Ok(()) => {
+                        stored = true;
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(run = %item.0, attempt, ?error, "storing log lines failed")
+                    }
+                }
+            }
+            if !stored {
+                tracing::error!(run = %item.0, n_lines = item.1.len(), "log lines could not be stored and are lost");
+            }
+        }
     }
     for (run_id, lines) in batch {
         let last_seq = lines.last().map_or(0, |l| l.seq);
@@ -147,6 +148,33 @@ async fn store(
         hub.publish(run_id, RunEvent::Logs(Arc::new(lines)));
         notifier.logs_stored(run_id, last_seq);
     }
+}
+
+/// Inserts the lines of some runs in one transaction.
+async fn insert(
+    db: &DatabaseConnection,
+    batch: &[&(Uuid, Vec<NumberedLine>)],
+    now: chrono::DateTime<Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    let rows: Vec<run_logs::ActiveModel> = batch
+        .iter()
+        .flat_map(|(run_id, lines)| {
+            lines.iter().map(move |line| run_logs::ActiveModel {
+                run_id: Set(*run_id),
+                seq: Set(line.seq),
+                stream: Set(stream_of(line.stream)),
+                line: Set(line.line.clone()),
+                timestamp: Set(now),
+            })
+        })
+        .collect();
+    let txn = db.begin().await?;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        run_logs::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    txn.commit().await
 }
 
 pub fn stream_of(stream: LineStream) -> LogStream {

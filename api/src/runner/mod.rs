@@ -259,11 +259,29 @@ async fn claim_loop(app: AppState) {
 async fn heartbeat_loop(app: AppState) {
     let scheduler = &app.scheduler;
     let period = Duration::from_millis((scheduler.config.lease_seconds * 1000 / 3).max(200));
-    // Recover at once on start, then every period.
+    // Renew our leases first, then recover others' runs: at once on start,
+    // then every period.
     loop {
-        recover(&app).await;
-        if let Err(error) = claim::renew(&app.db, &scheduler.owner, scheduler.lease_until()).await {
-            tracing::error!(?error, "renewing run leases failed");
+        let held: Vec<Uuid> = scheduler
+            .running
+            .lock()
+            .expect("running lock")
+            .keys()
+            .copied()
+            .collect();
+        match claim::renew(&app.db, &scheduler.owner, &held, scheduler.lease_until()).await {
+            Ok(renewed) => {
+                // A run we no longer hold is another server's now: stop ours.
+                let renewed: std::collections::HashSet<Uuid> = renewed.into_iter().collect();
+                for run_id in held.iter().filter(|id| !renewed.contains(id)) {
+                    tracing::warn!(run = %run_id, "lost the run's lease; stopping it here");
+                    scheduler.cancel_local(*run_id, "the server lost the run's lease".to_owned());
+                }
+            }
+            Err(error) => tracing::error!(?error, "renewing run leases failed"),
+        }
+        if !scheduler.stopping.load(Ordering::SeqCst) {
+            recover(&app).await;
         }
         match claim::cancel_requests(&app.db, &scheduler.owner).await {
             Ok(requests) => {
@@ -288,7 +306,23 @@ async fn recover(app: &AppState) {
         }
     };
     for run in orphans {
-        match claim::take_over(&app.db, &run, &scheduler.owner, scheduler.lease_until()).await {
+        if scheduler
+            .running
+            .lock()
+            .expect("running lock")
+            .contains_key(&run.id)
+        {
+            continue;
+        }
+        match claim::take_over(
+            &app.db,
+            &run,
+            &scheduler.owner,
+            &scheduler.stable_prefix,
+            scheduler.lease_until(),
+        )
+        .await
+        {
             Ok(true) => {
                 tracing::info!(run = %run.id, previous = ?run.lease_owner, "taking over an orphaned run");
                 let run = runs::Model {

@@ -118,6 +118,9 @@ pub fn spawn_listener(
                     if let Err(error) = listener.listen(CHANNEL).await {
                         tracing::warn!(?error, "LISTEN failed; retrying");
                     } else {
+                        // Whatever was sent while not listening is lost:
+                        // subscribers re-read the database.
+                        hub.resync_all();
                         loop {
                             match listener.recv().await {
                                 Ok(notification) => {

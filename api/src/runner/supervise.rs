@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use playground_entities::{
-    LogStream, ProgramRuntime, RunStatus, credentials, environments, programs, run_logs, runs,
+    ProgramRuntime, RunStatus, credentials, environments, programs, run_logs, runs,
 };
 use playground_executors::{
     CancelReceiver, LogPipeline, LogSink, RunHandle, RunOutcome, RunSpec, Runtime,
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::claim;
@@ -19,6 +20,10 @@ use crate::app::AppState;
 use crate::services::environments::spec as environment_spec;
 use crate::services::programs::version_files_cached;
 use crate::services::runs::publish_status;
+
+/// How often recording a terminal status is tried before giving up (the
+/// lease then expires and another server finishes the run).
+const FINISH_ATTEMPTS: u32 = 6;
 
 /// The reason given when a run's server stopped and the run cannot be
 /// followed again.
@@ -36,12 +41,14 @@ pub async fn supervise(
     let task = tokio::spawn(run_to_end(app.clone(), run, cancel, reattach.is_some()));
     if let Err(panic) = task.await {
         tracing::error!(run = %run_id, ?panic, "the run's supervisor failed");
+        // Lines already queued are stored before the terminal status.
+        app.scheduler.writer.flush().await;
         finish(
             &app,
             run_id,
             RunStatus::Failed,
             None,
-            "internal error while supervising the run".to_owned(),
+            Some("internal error while supervising the run".to_owned()),
         )
         .await;
     }
@@ -53,13 +60,11 @@ async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, rea
     let (spec, max_log_bytes) = match build_spec(&app, &run).await {
         Ok(built) => built,
         Err(reason) => {
-            let sink = RunLogSink::new(
-                run_id,
-                resumed_pipeline(&app, run_id, 1 << 20).await,
-                app.scheduler.writer.clone(),
-            );
-            sink.finish(&[format!("failed to start: {reason}")]).await;
-            finish(&app, run_id, RunStatus::Failed, None, reason).await;
+            if let Ok(pipeline) = resumed_pipeline(&app, run_id, u64::MAX).await {
+                let sink = RunLogSink::new(run_id, pipeline, app.scheduler.writer.clone());
+                sink.finish(&[format!("failed to start: {reason}")]).await;
+            }
+            finish(&app, run_id, RunStatus::Failed, None, Some(reason)).await;
             return;
         }
     };
@@ -68,12 +73,19 @@ async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, rea
             "this server was built without the {} executor",
             spec.environment.kind
         );
-        finish(&app, run_id, RunStatus::Failed, None, reason).await;
+        finish(&app, run_id, RunStatus::Failed, None, Some(reason)).await;
         return;
     };
 
     if reattaching {
-        let pipeline = resumed_pipeline(&app, run_id, max_log_bytes).await;
+        let pipeline = match resumed_pipeline(&app, run_id, max_log_bytes).await {
+            Ok(pipeline) => pipeline,
+            Err(error) => {
+                // Leave the run to the next recovery round.
+                tracing::error!(run = %run_id, ?error, "reading the run's log to resume it failed");
+                return;
+            }
+        };
         let sink = RunLogSink::new(run_id, pipeline, app.scheduler.writer.clone());
         let followed = match run.executor_ref.as_deref() {
             Some(external_ref) => {
@@ -95,7 +107,7 @@ async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, rea
                     run_id,
                     RunStatus::Failed,
                     None,
-                    SERVER_STOPPED.to_owned(),
+                    Some(SERVER_STOPPED.to_owned()),
                 )
                 .await;
             }
@@ -131,7 +143,7 @@ async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, rea
         Err(error) => {
             sink.finish(&[format!("failed to start: {}", error.message)])
                 .await;
-            finish(&app, run_id, RunStatus::Failed, None, error.message).await;
+            finish(&app, run_id, RunStatus::Failed, None, Some(error.message)).await;
         }
     }
 }
@@ -168,71 +180,78 @@ async fn follow(app: &AppState, run_id: Uuid, handle: RunHandle, sink: Arc<RunLo
         }
     };
     sink.finish(&[closing]).await;
-    match claim::finish(
-        &app.db,
-        run_id,
-        app.scheduler.owner(),
-        status,
-        exit_code,
-        reason,
-    )
-    .await
-    {
-        Ok(Some(run)) => {
-            publish_status(app, &run);
-            app.scheduler.notifier.status_changed(run_id);
-        }
-        Ok(None) => {
-            tracing::warn!(run = %run_id, "the run was no longer held by this server when it ended")
-        }
-        Err(error) => tracing::error!(run = %run_id, ?error, "recording the end of a run failed"),
-    }
+    finish(app, run_id, status, exit_code, reason).await;
 }
 
+/// Records a terminal status, retrying while the database fails (a run is
+/// never left RUNNING for a passing error), and tells subscribers.
 async fn finish(
     app: &AppState,
     run_id: Uuid,
     status: RunStatus,
     exit_code: Option<i32>,
-    reason: String,
+    reason: Option<String>,
 ) {
-    match claim::finish(
-        &app.db,
-        run_id,
-        app.scheduler.owner(),
-        status,
-        exit_code,
-        Some(reason),
-    )
-    .await
-    {
-        Ok(Some(run)) => {
-            publish_status(app, &run);
-            app.scheduler.notifier.status_changed(run_id);
+    let mut delay = std::time::Duration::from_millis(200);
+    for attempt in 1..=FINISH_ATTEMPTS {
+        match claim::finish(
+            &app.db,
+            run_id,
+            app.scheduler.owner(),
+            status,
+            exit_code,
+            reason.clone(),
+        )
+        .await
+        {
+            Ok(Some(run)) => {
+                publish_status(app, &run);
+                app.scheduler.notifier.status_changed(run_id);
+                return;
+            }
+            Ok(None) => {
+                tracing::warn!(run = %run_id, "the run was no longer held by this server when it ended");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(run = %run_id, attempt, ?error, "recording the end of a run failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
         }
-        Ok(None) => {}
-        Err(error) => tracing::error!(run = %run_id, ?error, "recording the end of a run failed"),
     }
 }
 
-/// A pipeline that continues a run's stored log.
-async fn resumed_pipeline(app: &AppState, run_id: Uuid, max_log_bytes: u64) -> LogPipeline {
-    let last = run_logs::Entity::find()
-        .filter(run_logs::Column::RunId.eq(run_id))
-        .order_by_desc(run_logs::Column::Seq)
-        .one(&app.db)
-        .await
-        .ok()
-        .flatten();
-    let last_seq = last.map_or(0, |l| l.seq);
-    let used: u64 = run_logs::Entity::find()
-        .filter(run_logs::Column::RunId.eq(run_id))
-        .filter(run_logs::Column::Stream.ne(LogStream::System))
-        .all(&app.db)
-        .await
-        .map(|rows| rows.iter().map(|r| r.line.len() as u64 + 1).sum())
-        .unwrap_or(0);
-    LogPipeline::resume(last_seq, max_log_bytes, used)
+/// A pipeline that continues a run's stored log: numbering after the last
+/// stored line, the cap counting what is stored.
+async fn resumed_pipeline(
+    app: &AppState,
+    run_id: Uuid,
+    max_log_bytes: u64,
+) -> Result<LogPipeline, sea_orm::DbErr> {
+    let mut query = Query::select();
+    query
+        .expr_as(Expr::cust("COALESCE(MAX(seq), 0)"), "last_seq")
+        .expr_as(
+            Expr::cust(
+                "CAST(COALESCE(SUM(CASE WHEN stream <> 'SYSTEM' THEN LENGTH(line) + 1 ELSE 0 END), 0) AS BIGINT)",
+            ),
+            "used",
+        )
+        .from(run_logs::Entity)
+        .and_where(Expr::col(run_logs::Column::RunId).eq(run_id));
+    let row = app
+        .db
+        .query_one(&query)
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::Custom("no aggregate row".to_owned()))?;
+    let last_seq: i64 = row.try_get("", "last_seq")?;
+    let used: i64 = row.try_get("", "used")?;
+    Ok(LogPipeline::resume(
+        last_seq,
+        max_log_bytes,
+        u64::try_from(used).unwrap_or(0),
+    ))
 }
 
 /// What every run of one program version in one environment shares; all

@@ -105,6 +105,15 @@ pub async fn create(app: &App, principal: &Principal, input: NewRun) -> ApiResul
 pub async fn retry(app: &App, principal: &Principal, id: Uuid) -> ApiResult<RunView> {
     let RunView { run, grant } = load(app, principal, id).await?;
     authz::check(app, principal, Kind::Run, Action::Retry, grant)?;
+    let uses_credentials = run
+        .credential_ids
+        .as_array()
+        .is_some_and(|ids| !ids.is_empty());
+    if uses_credentials && run.owner_id != principal.id() {
+        return Err(ApiError::forbidden(
+            "this run used its owner's credentials, which only its owner may use: ask them to retry it",
+        ));
+    }
     if !run.status.is_terminal() {
         return Err(ApiError::conflict(format!(
             "the run is still {}: cancel it or wait for it to end before retrying",
