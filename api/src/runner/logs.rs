@@ -57,42 +57,56 @@ impl LogWriter {
     }
 }
 
+/// What the writer has collected for its next write.
+#[derive(Default)]
+struct Pending {
+    batch: Vec<(Uuid, Vec<NumberedLine>)>,
+    flushes: Vec<oneshot::Sender<()>>,
+    n_lines: usize,
+}
+
+impl Pending {
+    fn take(&mut self, message: Message) {
+        match message {
+            Message::Lines(run_id, lines) => {
+                self.n_lines += lines.len();
+                self.batch.push((run_id, lines));
+            }
+            Message::Flush(done) => self.flushes.push(done),
+        }
+    }
+}
+
 async fn write_loop(
     db: DatabaseConnection,
     hub: Arc<Hub>,
     notifier: Notifier,
     mut receiver: mpsc::UnboundedReceiver<Message>,
 ) {
-    let mut batch: Vec<(Uuid, Vec<NumberedLine>)> = Vec::new();
-    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = receiver.recv().await {
         let deadline = tokio::time::Instant::now() + FLUSH_INTERVAL;
-        let mut n_lines = 0;
-        let mut message = Some(first);
+        let mut pending = Pending::default();
+        pending.take(first);
         loop {
-            match message.take() {
-                Some(Message::Lines(run_id, lines)) => {
-                    n_lines += lines.len();
-                    batch.push((run_id, lines));
-                }
-                Some(Message::Flush(done)) => {
-                    flushes.push(done);
-                    break;
-                }
-                None => {}
+            // Everything already queued joins this write.
+            while pending.n_lines < MAX_BATCH_LINES
+                && let Ok(message) = receiver.try_recv()
+            {
+                pending.take(message);
             }
-            if n_lines >= MAX_BATCH_LINES {
+            // Someone waits for this write, or it is full: write now.
+            if !pending.flushes.is_empty() || pending.n_lines >= MAX_BATCH_LINES {
                 break;
             }
-            message = match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                Ok(Some(next)) => Some(next),
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(message)) => pending.take(message),
                 Ok(None) | Err(_) => break,
-            };
+            }
         }
-        if !batch.is_empty() {
-            store(&db, &hub, &notifier, std::mem::take(&mut batch)).await;
+        if !pending.batch.is_empty() {
+            store(&db, &hub, &notifier, pending.batch).await;
         }
-        for done in flushes.drain(..) {
+        for done in pending.flushes {
             let _ = done.send(());
         }
     }
