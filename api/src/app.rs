@@ -70,7 +70,13 @@ impl App {
             Notifier::disabled()
         };
         let writer = LogWriter::spawn(db.clone(), hub.clone(), notifier.clone());
-        let scheduler = Scheduler::new(config.scheduler.clone(), &stable_id, writer, notifier);
+        let scheduler = Scheduler::new(
+            config.scheduler.clone(),
+            &stable_id,
+            writer,
+            notifier,
+            db.clone(),
+        );
         let registry = crate::plugins::registry(&config)?;
         Ok(Arc::new(App {
             vault: Vault::new(&vault_key),

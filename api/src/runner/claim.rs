@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use playground_entities::{EnvironmentStatus, ExecutorKind, RunStatus, environments, runs};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::db::is_postgres;
@@ -135,38 +135,39 @@ pub async fn take_over(
     Ok(update.exec(db).await?.rows_affected == 1)
 }
 
-/// STARTING → RUNNING, with the executor's reference.
+/// STARTING → RUNNING for runs that share an executor reference (usually
+/// none), if this server still holds them; returns the rows it moved.
 pub async fn mark_running(
-    db: &DatabaseConnection,
-    run_id: Uuid,
+    db: &impl ConnectionTrait,
+    run_ids: &[Uuid],
     owner: &str,
     executor_ref: Option<String>,
-) -> Result<Option<runs::Model>, DbErr> {
+) -> Result<Vec<runs::Model>, DbErr> {
     let now = Utc::now();
-    let updated = runs::Entity::update_many()
+    runs::Entity::update_many()
         .col_expr(runs::Column::Status, Expr::value(RunStatus::Running))
         .col_expr(runs::Column::StartedAt, Expr::value(Some(now)))
         .col_expr(runs::Column::ExecutorRef, Expr::value(executor_ref))
         .col_expr(runs::Column::UpdatedAt, Expr::value(now))
-        .filter(runs::Column::Id.eq(run_id))
+        .filter(runs::Column::Id.is_in(run_ids.iter().copied()))
         .filter(runs::Column::Status.eq(RunStatus::Starting))
         .filter(runs::Column::LeaseOwner.eq(owner))
         .exec_with_returning(db)
-        .await?;
-    Ok(updated.into_iter().next())
+        .await
 }
 
-/// Records a terminal status, if this server still holds the run.
+/// Records one terminal status for runs this server still holds; returns
+/// the rows it finished.
 pub async fn finish(
-    db: &DatabaseConnection,
-    run_id: Uuid,
+    db: &impl ConnectionTrait,
+    run_ids: &[Uuid],
     owner: &str,
     status: RunStatus,
     exit_code: Option<i32>,
     reason: Option<String>,
-) -> Result<Option<runs::Model>, DbErr> {
+) -> Result<Vec<runs::Model>, DbErr> {
     let now = Utc::now();
-    let updated = runs::Entity::update_many()
+    runs::Entity::update_many()
         .col_expr(runs::Column::Status, Expr::value(status))
         .col_expr(runs::Column::ExitCode, Expr::value(exit_code))
         .col_expr(runs::Column::FailureReason, Expr::value(reason))
@@ -177,12 +178,11 @@ pub async fn finish(
             runs::Column::LeaseExpiresAt,
             Expr::value(None::<DateTime<Utc>>),
         )
-        .filter(runs::Column::Id.eq(run_id))
+        .filter(runs::Column::Id.is_in(run_ids.iter().copied()))
         .filter(runs::Column::Status.is_in(ACTIVE))
         .filter(runs::Column::LeaseOwner.eq(owner))
         .exec_with_returning(db)
-        .await?;
-    Ok(updated.into_iter().next())
+        .await
 }
 
 /// Cancel requests recorded for runs `owner` holds.

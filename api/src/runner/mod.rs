@@ -10,6 +10,7 @@ pub mod claim;
 pub mod logs;
 pub mod notify;
 mod supervise;
+pub mod transitions;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -59,6 +60,7 @@ pub struct Scheduler {
     templates: Mutex<HashMap<(Uuid, i32, Uuid), std::sync::Arc<supervise::LaunchTemplate>>>,
     pub writer: LogWriter,
     pub notifier: Notifier,
+    pub transitions: transitions::TransitionWriter,
 }
 
 impl Scheduler {
@@ -67,11 +69,14 @@ impl Scheduler {
         stable_id: &str,
         writer: LogWriter,
         notifier: Notifier,
+        db: sea_orm::DatabaseConnection,
     ) -> Self {
         let boot = Uuid::new_v4().simple().to_string();
+        let owner = format!("{stable_id}:{}", &boot[..12]);
         Self {
+            transitions: transitions::TransitionWriter::spawn(db, owner.clone()),
             config,
-            owner: format!("{stable_id}:{}", &boot[..12]),
+            owner,
             stable_prefix: format!("{stable_id}:"),
             wake: Notify::new(),
             changed: Notify::new(),

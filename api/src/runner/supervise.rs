@@ -14,8 +14,8 @@ use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::claim;
 use super::logs::RunLogSink;
+use super::transitions::Transition;
 use crate::app::AppState;
 use crate::services::environments::spec as environment_spec;
 use crate::services::programs::version_files_cached;
@@ -124,7 +124,10 @@ async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, rea
     match executor.launch(spec, sink.clone(), cancel).await {
         Ok(handle) => {
             let external_ref = handle.external_ref.clone();
-            match claim::mark_running(&app.db, run_id, app.scheduler.owner(), external_ref).await {
+            let running = Transition::Running {
+                executor_ref: external_ref,
+            };
+            match app.scheduler.transitions.apply(run_id, running).await {
                 Ok(Some(run)) => {
                     publish_status(&app, &run);
                     app.scheduler.notifier.status_changed(run_id);
@@ -194,16 +197,12 @@ async fn finish(
 ) {
     let mut delay = std::time::Duration::from_millis(200);
     for attempt in 1..=FINISH_ATTEMPTS {
-        match claim::finish(
-            &app.db,
-            run_id,
-            app.scheduler.owner(),
+        let transition = Transition::Finish {
             status,
             exit_code,
-            reason.clone(),
-        )
-        .await
-        {
+            reason: reason.clone(),
+        };
+        match app.scheduler.transitions.apply(run_id, transition).await {
             Ok(Some(run)) => {
                 publish_status(app, &run);
                 app.scheduler.notifier.status_changed(run_id);
