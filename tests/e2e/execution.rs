@@ -578,12 +578,10 @@ e2e_test!(
     }
 );
 
-db_test!(
-    two_servers_on_one_postgres_never_run_a_run_twice,
-    |db| async move {
-        if db.backend() != Backend::Postgres {
-            return; // one SQLite file has one server
-        }
+/// PostgreSQL only: one SQLite file belongs to one server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_postgres_never_run_a_run_twice() {
+    run_db_test(Backend::Postgres, |db| async move {
         let first = db.start(executing()).await;
         let second = db.start_with_own_data_dir(executing()).await;
         let token = first.create_user("dev@example.com", "DEVELOPER").await;
@@ -654,5 +652,6 @@ db_test!(
             servers.insert(line.rsplit(' ').next().unwrap().to_owned());
         }
         assert_eq!(servers.len(), 2, "both servers took runs: {servers:?}");
-    }
-);
+    })
+    .await;
+}
