@@ -101,6 +101,20 @@ pub struct RunHandle {
     pub outcome: BoxFuture<'static, RunOutcome>,
 }
 
+/// Something a plugin started for a run that its engine still holds (a
+/// container, a Job), found by the labels the plugin put on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartedRun {
+    /// The run it belongs to.
+    pub run_id: String,
+    /// Its external reference, as [`RunHandle::external_ref`] gave it.
+    pub external_ref: String,
+    /// The instance id of the server that started it.
+    pub instance_id: String,
+    /// Whether it is still executing.
+    pub running: bool,
+}
+
 /// A cancel signal a plugin watches while a run is in flight.
 pub type CancelReceiver = tokio::sync::watch::Receiver<Option<CancelRequest>>;
 
@@ -139,7 +153,8 @@ pub trait Executor: Send + Sync {
     ) -> Result<RunHandle, ExecutorError>;
 
     /// Finds a run started by an earlier server process by its external
-    /// reference and follows it to the end. `None` when the engine no longer
+    /// reference and follows it to the end. Its output is written to `sink`
+    /// again from the start; the sink drops the lines it already stored. `None` when the engine no longer
     /// has it (or the plugin cannot reattach), so the caller finishes the run.
     async fn reattach(
         &self,
@@ -150,5 +165,18 @@ pub trait Executor: Send + Sync {
     ) -> Option<RunHandle> {
         let _ = (run_spec, external_ref, sink, cancel);
         None
+    }
+
+    /// Everything the engine holds that this plugin started for runs, by
+    /// any server, so a server starting up can remove what finished runs
+    /// left behind. Empty for plugins that leave nothing behind.
+    async fn list_started(&self) -> Result<Vec<StartedRun>, ExecutorError> {
+        Ok(Vec::new())
+    }
+
+    /// Removes what a run left on the engine (no error when it is gone).
+    async fn discard(&self, external_ref: &str) -> Result<(), ExecutorError> {
+        let _ = external_ref;
+        Ok(())
     }
 }

@@ -105,6 +105,9 @@ pub struct LogPipeline {
     stdout: LineSplitter,
     stderr: LineSplitter,
     scratch: Vec<String>,
+    /// Lines of each stream still to drop because they are already stored
+    /// (a plugin that reattaches replays a run's output from the start).
+    replayed: [u64; 2],
 }
 
 impl LogPipeline {
@@ -124,7 +127,14 @@ impl LogPipeline {
             stdout: LineSplitter::default(),
             stderr: LineSplitter::default(),
             scratch: Vec::new(),
+            replayed: [0, 0],
         }
+    }
+
+    /// Drops the first `stdout` and `stderr` lines of each stream: they are
+    /// stored already and a reattaching plugin replays them.
+    pub fn skip_replayed(&mut self, stdout: u64, stderr: u64) {
+        self.replayed = [stdout, stderr];
     }
 
     /// Whether output has been dropped because of the cap.
@@ -171,6 +181,15 @@ impl LogPipeline {
     }
 
     fn accept(&mut self, stream: LineStream, line: String, out: &mut Vec<NumberedLine>) {
+        let replayed = match stream {
+            LineStream::Stdout => &mut self.replayed[0],
+            LineStream::Stderr => &mut self.replayed[1],
+            LineStream::System => &mut 0,
+        };
+        if *replayed > 0 {
+            *replayed -= 1;
+            return;
+        }
         if self.truncated {
             return;
         }
@@ -201,6 +220,28 @@ impl LogPipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replayed_lines_already_stored_are_dropped_per_stream() {
+        // Two stdout lines and one stderr line are stored (seq 1..=4 with a
+        // SYSTEM line); the plugin replays everything from the start.
+        let mut pipeline = LogPipeline::resume(4, 1 << 20, 12);
+        pipeline.skip_replayed(2, 1);
+        let mut out = Vec::new();
+        pipeline.write(OutputStream::Stdout, b"one\ntwo\nthr", &mut out);
+        pipeline.write(OutputStream::Stderr, b"err\nerr 2\n", &mut out);
+        pipeline.write(OutputStream::Stdout, b"ee\n", &mut out);
+        assert_eq!(
+            out.iter()
+                .map(|l| (l.seq, l.stream, l.line.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (5, LineStream::Stderr, "err 2"),
+                (6, LineStream::Stdout, "three"),
+            ]
+        );
+        assert_eq!(pipeline.used_bytes(), 12 + 6 + 6);
+    }
 
     fn lines(out: &[NumberedLine]) -> Vec<(&str, LineStream)> {
         out.iter().map(|l| (l.line.as_str(), l.stream)).collect()
