@@ -21,7 +21,11 @@ use crate::services::credentials::Vault;
 
 /// Everything a request needs.
 pub struct App {
+    /// Writes (and reads that must follow them in one transaction).
     pub db: DatabaseConnection,
+    /// Reads: read-only connections beside the writer on SQLite, the same
+    /// pool on PostgreSQL.
+    pub read: DatabaseConnection,
     pub config: ServeConfig,
     pub authenticator: Authenticator,
     pub authorizer: Authorizer,
@@ -77,10 +81,12 @@ impl App {
             notifier,
             db.clone(),
         );
-        let registry = crate::plugins::registry(&config)?;
+        let registry = crate::plugins::registry(&config, &stable_id)?;
+        let read = crate::db::readers(&config.database, &db).await?;
         Ok(Arc::new(App {
             vault: Vault::new(&vault_key),
             db,
+            read,
             config,
             authenticator,
             authorizer,

@@ -1,8 +1,9 @@
 //! Authentication: argon2id password hashes, session JWTs (HS256) and API
 //! tokens, and turning an `Authorization` header into an [`Auth`].
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use argon2::Argon2;
@@ -86,7 +87,15 @@ pub struct Authenticator {
     decoding_key: DecodingKey,
     validation: Validation,
     expiry: Duration,
+    /// Users recently read, so a burst of requests costs one lookup.
+    users: std::sync::Mutex<HashMap<Uuid, (Instant, users::Model)>>,
 }
+
+/// How long a user read for a request is reused by the next ones. A change
+/// to a user (its role) applies everywhere within this time.
+const USER_TTL: Duration = Duration::from_secs(2);
+/// Most users remembered at once.
+const MAX_CACHED_USERS: usize = 10_000;
 
 impl Authenticator {
     pub fn new(secret: &[u8], expiry: Duration) -> Self {
@@ -98,7 +107,29 @@ impl Authenticator {
             decoding_key: DecodingKey::from_secret(secret),
             validation,
             expiry,
+            users: Default::default(),
         }
+    }
+
+    /// A user by id, from the short-lived cache or the database.
+    async fn user(&self, db: &DatabaseConnection, id: Uuid) -> ApiResult<Option<users::Model>> {
+        if let Some((at, user)) = self.users.lock().expect("users lock").get(&id)
+            && at.elapsed() < USER_TTL
+        {
+            return Ok(Some(user.clone()));
+        }
+        let user = users::Entity::find_by_id(id).one(db).await?;
+        if let Some(user) = &user {
+            let mut users = self.users.lock().expect("users lock");
+            if users.len() >= MAX_CACHED_USERS {
+                users.retain(|_, (at, _)| at.elapsed() < USER_TTL);
+                if users.len() >= MAX_CACHED_USERS {
+                    users.clear();
+                }
+            }
+            users.insert(id, (Instant::now(), user.clone()));
+        }
+        Ok(user)
     }
 
     /// A session token for `user_id`.
@@ -113,8 +144,14 @@ impl Authenticator {
             .internal("signing a session token")
     }
 
-    /// Resolves an `Authorization` header value.
-    pub async fn authenticate(&self, db: &DatabaseConnection, header: Option<&str>) -> Auth {
+    /// Resolves an `Authorization` header value: lookups through `read`,
+    /// the API token's last use through `write`.
+    pub async fn authenticate(
+        &self,
+        read: &DatabaseConnection,
+        write: &DatabaseConnection,
+        header: Option<&str>,
+    ) -> Auth {
         let Some(header) = header else {
             return Auth::Anonymous;
         };
@@ -129,9 +166,9 @@ impl Authenticator {
             );
         };
         let result = if token.starts_with(API_TOKEN_PREFIX) {
-            self.authenticate_api_token(db, token).await
+            self.authenticate_api_token(read, write, token).await
         } else {
-            self.authenticate_jwt(db, token).await
+            self.authenticate_jwt(read, token).await
         };
         match result {
             Ok(Some(user)) => Auth::User(Principal { user }),
@@ -165,12 +202,13 @@ impl Authenticator {
         let Ok(user_id) = Uuid::parse_str(&data.claims.sub) else {
             return Ok(None);
         };
-        Ok(users::Entity::find_by_id(user_id).one(db).await?)
+        self.user(db, user_id).await
     }
 
     async fn authenticate_api_token(
         &self,
         db: &DatabaseConnection,
+        write: &DatabaseConnection,
         token: &str,
     ) -> ApiResult<Option<users::Model>> {
         let Some(prefix) = api_token_prefix(token) else {
@@ -205,10 +243,10 @@ impl Authenticator {
             let user_id = row.user_id;
             let mut active: api_tokens::ActiveModel = row.into();
             active.last_used_at = Set(Some(now));
-            active.update(db).await?;
-            return Ok(users::Entity::find_by_id(user_id).one(db).await?);
+            active.update(write).await?;
+            return self.user(db, user_id).await;
         }
-        Ok(users::Entity::find_by_id(row.user_id).one(db).await?)
+        self.user(db, row.user_id).await
     }
 }
 

@@ -38,7 +38,7 @@ pub async fn effective_grant(app: &App, principal: &Principal, asset_id: Uuid) -
         return Ok(Grant::Admin);
     }
     let row = grants::Entity::find_by_id((asset_id, principal.id()))
-        .one(&app.db)
+        .one(&app.read)
         .await?;
     Ok(row.map_or(Grant::None, |g| grant_from_i16(g.permission)))
 }

@@ -28,6 +28,20 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub wasm: WasmSettings,
+
+    #[command(flatten)]
+    pub docker: DockerSettings,
+}
+
+/// Settings of the Docker executor.
+#[derive(Args, Clone, Debug)]
+pub struct DockerSettings {
+    /// The Docker Engine to run DOCKER environments on
+    /// (`unix:///var/run/docker.sock`, `tcp://host:2375`); the engine must
+    /// run on this machine, since program files are bind-mounted from the
+    /// data directory. Default: the local socket.
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
 }
 
 /// How runs are scheduled.

@@ -1,5 +1,11 @@
 //! Opening the database (SQLite in WAL mode with foreign keys and a busy
 //! timeout, or PostgreSQL) and running the migrations.
+//!
+//! SQLite has one writer at a time, and a connection that finds the write
+//! lock taken sleeps (1 ms, then longer) before it tries again. So writes go
+//! through one connection, where they queue in the pool without sleeping,
+//! and reads through a pool of read-only connections that never wait for a
+//! writer (WAL). With PostgreSQL both are the same pool.
 
 use std::time::Duration;
 
@@ -26,7 +32,7 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<DatabaseConnecti
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30));
     if url.starts_with("sqlite:") {
-        options.max_connections(8).map_sqlx_sqlite_opts(|opts| {
+        options.max_connections(1).map_sqlx_sqlite_opts(|opts| {
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
@@ -40,6 +46,31 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<DatabaseConnecti
         .with_context(|| format!("cannot open the database at {}", redact(&url)))?;
     Ok(db)
 }
+
+/// The connections for reading: for SQLite a pool of read-only
+/// connections beside the writer; for PostgreSQL the same pool.
+pub async fn readers(
+    config: &DatabaseConfig,
+    db: &DatabaseConnection,
+) -> anyhow::Result<DatabaseConnection> {
+    if is_postgres(db) {
+        return Ok(db.clone());
+    }
+    let url = config.url();
+    let mut options = ConnectOptions::new(url.clone());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
+        .max_connections(READERS)
+        .map_sqlx_sqlite_opts(|opts| opts.read_only(true).busy_timeout(Duration::from_secs(10)));
+    Database::connect(options)
+        .await
+        .with_context(|| format!("cannot open the database at {}", redact(&url)))
+}
+
+/// Read-only SQLite connections.
+const READERS: u32 = 8;
 
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {

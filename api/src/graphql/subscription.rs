@@ -99,7 +99,7 @@ impl SubscriptionRoot {
             loop {
                 // Catch up from the database.
                 loop {
-                    let lines = match runs::read_logs(&app.db, run_id, last_seq, CATCH_UP_BATCH).await {
+                    let lines = match runs::read_logs(&app.read, run_id, last_seq, CATCH_UP_BATCH).await {
                         Ok(lines) => lines,
                         Err(error) => {
                             yield Err(async_graphql::Error::from(error));

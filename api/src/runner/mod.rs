@@ -35,6 +35,8 @@ use notify::Notifier;
 const CLAIM_BATCH: u64 = 64;
 /// Most launch templates kept in memory.
 const MAX_TEMPLATES: usize = 1024;
+/// How often what finished runs left on the engines is looked for.
+const CLEANUP_PERIOD: Duration = Duration::from_secs(60);
 /// How long a plugin's health answer is trusted before asking again.
 const HEALTH_TTL: Duration = Duration::from_secs(2);
 
@@ -266,6 +268,7 @@ async fn heartbeat_loop(app: AppState) {
     let period = Duration::from_millis((scheduler.config.lease_seconds * 1000 / 3).max(200));
     // Renew our leases first, then recover others' runs: at once on start,
     // then every period.
+    let mut last_cleanup = None;
     loop {
         let held: Vec<Uuid> = scheduler
             .running
@@ -287,6 +290,10 @@ async fn heartbeat_loop(app: AppState) {
         }
         if !scheduler.stopping.load(Ordering::SeqCst) {
             recover(&app).await;
+            if last_cleanup.is_none_or(|at: Instant| at.elapsed() >= CLEANUP_PERIOD) {
+                remove_leftovers(&app).await;
+                last_cleanup = Some(Instant::now());
+            }
         }
         match claim::cancel_requests(&app.db, &scheduler.owner).await {
             Ok(requests) => {
@@ -347,9 +354,66 @@ async fn recover(app: &AppState) {
     }
 }
 
+/// Removes what runs left on the engines: containers (or Jobs) of runs
+/// that have ended, and of runs the database does not know when this server
+/// started them. What belongs to active runs is left to their servers (or
+/// to recovery, which reattaches to it).
+async fn remove_leftovers(app: &AppState) {
+    let scheduler = &app.scheduler;
+    let instance_id = scheduler.stable_prefix.trim_end_matches(':');
+    for kind in [ExecutorKind::Docker, ExecutorKind::Kubernetes] {
+        let Some(executor) = app.registry.get(executor_kind(kind)) else {
+            continue;
+        };
+        if !scheduler.healthy(app, kind).await {
+            continue;
+        }
+        let started = match executor.list_started().await {
+            Ok(started) => started,
+            Err(error) => {
+                tracing::warn!(?kind, error = %error.message, "listing what runs left on the engine failed");
+                continue;
+            }
+        };
+        for leftover in started {
+            let run_id = Uuid::parse_str(&leftover.run_id).ok();
+            if run_id.is_some_and(|id| {
+                scheduler
+                    .running
+                    .lock()
+                    .expect("running lock")
+                    .contains_key(&id)
+            }) {
+                continue;
+            }
+            let run = match run_id {
+                Some(id) => match runs::Entity::find_by_id(id).one(&app.read).await {
+                    Ok(run) => run,
+                    Err(error) => {
+                        tracing::warn!(?error, "reading a run to clean up after it failed");
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let remove = match &run {
+                Some(run) => run.status.is_terminal(),
+                None => leftover.instance_id == instance_id,
+            };
+            if !remove {
+                continue;
+            }
+            tracing::info!(run = %leftover.run_id, external_ref = %leftover.external_ref, "removing what a finished run left on the engine");
+            if let Err(error) = executor.discard(&leftover.external_ref).await {
+                tracing::warn!(run = %leftover.run_id, error = %error.message, "removing a finished run's leftovers failed");
+            }
+        }
+    }
+}
+
 async fn environment_kind(app: &AppState, environment_id: Uuid) -> Option<ExecutorKind> {
     playground_entities::environments::Entity::find_by_id(environment_id)
-        .one(&app.db)
+        .one(&app.read)
         .await
         .ok()
         .flatten()
@@ -383,7 +447,7 @@ pub fn on_remote_event(app: &AppState, event: notify::Remote) {
         notify::Remote::StatusChanged { run_id } => {
             let app = app.clone();
             tokio::spawn(async move {
-                if let Ok(Some(run)) = runs::Entity::find_by_id(run_id).one(&app.db).await {
+                if let Ok(Some(run)) = runs::Entity::find_by_id(run_id).one(&app.read).await {
                     crate::services::runs::publish_status(&app, &run);
                 }
             });
@@ -391,7 +455,7 @@ pub fn on_remote_event(app: &AppState, event: notify::Remote) {
         notify::Remote::CancelRequested { run_id } => {
             let app = app.clone();
             tokio::spawn(async move {
-                if let Ok(Some(run)) = runs::Entity::find_by_id(run_id).one(&app.db).await
+                if let Ok(Some(run)) = runs::Entity::find_by_id(run_id).one(&app.read).await
                     && let Some(reason) = run.cancel_reason
                 {
                     app.scheduler.cancel_local(run_id, reason);

@@ -87,7 +87,18 @@ async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, rea
             }
         };
         let sink = RunLogSink::new(run_id, pipeline, app.scheduler.writer.clone());
-        let followed = match run.executor_ref.as_deref() {
+        // A server that stopped between starting the run and recording
+        // RUNNING left no reference; the engine's labels still name it.
+        let external_ref = match run.executor_ref.clone() {
+            Some(external_ref) => Some(external_ref),
+            None => executor.list_started().await.ok().and_then(|started| {
+                started
+                    .into_iter()
+                    .find(|s| s.run_id == run_id.to_string())
+                    .map(|s| s.external_ref)
+            }),
+        };
+        let followed = match external_ref.as_deref() {
             Some(external_ref) => {
                 executor
                     .reattach(spec, external_ref, sink.clone(), cancel)
@@ -222,7 +233,8 @@ async fn finish(
 }
 
 /// A pipeline that continues a run's stored log: numbering after the last
-/// stored line, the cap counting what is stored.
+/// stored line, the cap counting what is stored, and the stored program
+/// lines dropped when the plugin replays them.
 async fn resumed_pipeline(
     app: &AppState,
     run_id: Uuid,
@@ -237,6 +249,14 @@ async fn resumed_pipeline(
             ),
             "used",
         )
+        .expr_as(
+            Expr::cust("CAST(COALESCE(SUM(CASE WHEN stream = 'STDOUT' THEN 1 ELSE 0 END), 0) AS BIGINT)"),
+            "n_stdout",
+        )
+        .expr_as(
+            Expr::cust("CAST(COALESCE(SUM(CASE WHEN stream = 'STDERR' THEN 1 ELSE 0 END), 0) AS BIGINT)"),
+            "n_stderr",
+        )
         .from(run_logs::Entity)
         .and_where(Expr::col(run_logs::Column::RunId).eq(run_id));
     let row = app
@@ -246,11 +266,15 @@ async fn resumed_pipeline(
         .ok_or_else(|| sea_orm::DbErr::Custom("no aggregate row".to_owned()))?;
     let last_seq: i64 = row.try_get("", "last_seq")?;
     let used: i64 = row.try_get("", "used")?;
-    Ok(LogPipeline::resume(
-        last_seq,
-        max_log_bytes,
-        u64::try_from(used).unwrap_or(0),
-    ))
+    let n_stdout: i64 = row.try_get("", "n_stdout")?;
+    let n_stderr: i64 = row.try_get("", "n_stderr")?;
+    let mut pipeline =
+        LogPipeline::resume(last_seq, max_log_bytes, u64::try_from(used).unwrap_or(0));
+    pipeline.skip_replayed(
+        u64::try_from(n_stdout).unwrap_or(0),
+        u64::try_from(n_stderr).unwrap_or(0),
+    );
+    Ok(pipeline)
 }
 
 /// What every run of one program version in one environment shares; all
@@ -275,12 +299,12 @@ async fn template(app: &AppState, run: &runs::Model) -> Result<Arc<LaunchTemplat
     }
     let internal = |what: &str| format!("internal error while {what}; the server log has details");
     let program = programs::Entity::find_by_id(run.program_id)
-        .one(&app.db)
+        .one(&app.read)
         .await
         .map_err(|_| internal("loading the program"))?
         .ok_or("the program no longer exists")?;
     let environment = environments::Entity::find_by_id(run.environment_id)
-        .one(&app.db)
+        .one(&app.read)
         .await
         .map_err(|_| internal("loading the environment"))?
         .ok_or("the environment no longer exists")?;
@@ -290,7 +314,7 @@ async fn template(app: &AppState, run: &runs::Model) -> Result<Arc<LaunchTemplat
     let entrypoint = playground_entities::program_versions::Entity::find()
         .filter(playground_entities::program_versions::Column::ProgramId.eq(program.id))
         .filter(playground_entities::program_versions::Column::Version.eq(run.program_version))
-        .one(&app.db)
+        .one(&app.read)
         .await
         .map_err(|_| internal("loading the program version"))?
         .map(|v| v.entrypoint)
@@ -343,7 +367,7 @@ async fn build_spec(app: &AppState, run: &runs::Model) -> Result<(RunSpec, u64),
         };
         let credential = credentials::Entity::find_by_id(id)
             .filter(credentials::Column::OwnerId.eq(run.owner_id))
-            .one(&app.db)
+            .one(&app.read)
             .await
             .map_err(|_| internal("loading a credential"))?
             .ok_or("a credential of the run was deleted")?;

@@ -75,7 +75,7 @@ pub async fn create(
     let exists = credentials::Entity::find()
         .filter(credentials::Column::OwnerId.eq(principal.id()))
         .filter(credentials::Column::Name.eq(&name))
-        .one(&app.db)
+        .one(&app.read)
         .await?
         .is_some();
     if exists {
@@ -104,12 +104,12 @@ pub async fn list(app: &App, principal: &Principal) -> ApiResult<Vec<credentials
     Ok(credentials::Entity::find()
         .filter(credentials::Column::OwnerId.eq(principal.id()))
         .order_by_asc(credentials::Column::Name)
-        .all(&app.db)
+        .all(&app.read)
         .await?)
 }
 
 pub async fn delete(app: &App, principal: &Principal, id: Uuid) -> ApiResult<bool> {
-    let Some(credential) = credentials::Entity::find_by_id(id).one(&app.db).await? else {
+    let Some(credential) = credentials::Entity::find_by_id(id).one(&app.read).await? else {
         return Err(ApiError::not_found("credential"));
     };
     let grant = if credential.owner_id == principal.id() {

@@ -133,7 +133,7 @@ pub fn spawn_prepare(app: AppState, environment: environments::Model) {
         let id = environment.id;
         let outcome = match app.registry.get(executor_kind(environment.executor)) {
             Some(executor) => executor
-                .prepare(&spec(&environment), &TracingEvents { environment_id: id })
+                .prepare(&spec(&environment), &PrepareEvents::new(app.clone(), id))
                 .await
                 .map_err(|e| e.message),
             None => Err(format!(
@@ -165,7 +165,7 @@ pub async fn resume_preparation(app: &AppState) -> anyhow::Result<()> {
     let pending = environments::Entity::find()
         .filter(environments::Column::Status.eq(EnvironmentStatus::Creating))
         .filter(environments::Column::DeletedAt.is_null())
-        .all(&app.db)
+        .all(&app.read)
         .await?;
     for environment in pending {
         spawn_prepare(app.clone(), environment);
@@ -174,17 +174,68 @@ pub async fn resume_preparation(app: &AppState) -> anyhow::Result<()> {
 }
 
 /// Preparation progress, logged until environments get an event log.
-struct TracingEvents {
+/// Where a plugin's preparation progress goes: the server log, and the
+/// environment's `statusReason` while it is CREATING (at most twice a
+/// second), so users see what it is waiting for.
+struct PrepareEvents {
+    app: AppState,
     environment_id: Uuid,
+    last_shown: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-impl LogSink for TracingEvents {
+/// Least time between two progress updates of an environment.
+const PROGRESS_PERIOD: Duration = Duration::from_millis(500);
+/// Longest progress line shown in `statusReason`.
+const MAX_PROGRESS_CHARS: usize = 300;
+
+impl PrepareEvents {
+    fn new(app: AppState, environment_id: Uuid) -> Self {
+        Self {
+            app,
+            environment_id,
+            last_shown: Default::default(),
+        }
+    }
+
+    fn show(&self, line: &str) {
+        let line = line.trim();
+        tracing::info!(environment = %self.environment_id, "{line}");
+        if line.is_empty() {
+            return;
+        }
+        {
+            let mut last = self.last_shown.lock().expect("progress lock");
+            if last.is_some_and(|at| at.elapsed() < PROGRESS_PERIOD) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let progress: String = line.chars().take(MAX_PROGRESS_CHARS).collect();
+        let (app, id) = (self.app.clone(), self.environment_id);
+        tokio::spawn(async move {
+            let result = environments::Entity::update_many()
+                .col_expr(
+                    environments::Column::StatusReason,
+                    Expr::value(Some(progress)),
+                )
+                .filter(environments::Column::Id.eq(id))
+                .filter(environments::Column::Status.eq(EnvironmentStatus::Creating))
+                .exec(&app.db)
+                .await;
+            if let Err(error) = result {
+                tracing::warn!(environment = %id, ?error, "recording preparation progress failed");
+            }
+        });
+    }
+}
+
+impl LogSink for PrepareEvents {
     fn write(&self, _stream: OutputStream, bytes: &[u8]) {
-        tracing::info!(environment = %self.environment_id, "{}", String::from_utf8_lossy(bytes).trim_end());
+        self.show(&String::from_utf8_lossy(bytes));
     }
 
     fn system(&self, line: &str) {
-        tracing::info!(environment = %self.environment_id, "{line}");
+        self.show(line);
     }
 }
 
@@ -272,7 +323,7 @@ pub async fn delete(app: &App, principal: &Principal, id: Uuid) -> ApiResult<boo
             RunStatus::Starting,
             RunStatus::Running,
         ]))
-        .count(&app.db)
+        .count(&app.read)
         .await?;
     if n_active > 0 {
         return Err(ApiError::conflict(format!(
@@ -308,7 +359,7 @@ pub fn status_name(status: EnvironmentStatus) -> &'static str {
 pub async fn load(app: &App, principal: &Principal, id: Uuid) -> ApiResult<EnvironmentView> {
     let environment = environments::Entity::find_by_id(id)
         .filter(environments::Column::DeletedAt.is_null())
-        .one(&app.db)
+        .one(&app.read)
         .await?
         .ok_or_else(|| ApiError::not_found("environment"))?;
     let grant = authz::effective_grant(app, principal, id).await?;
@@ -325,7 +376,7 @@ pub async fn load_for_run(
     id: Uuid,
 ) -> ApiResult<EnvironmentView> {
     let environment = environments::Entity::find_by_id(id)
-        .one(&app.db)
+        .one(&app.read)
         .await?
         .ok_or_else(|| ApiError::not_found("environment"))?;
     let grant = authz::effective_grant(app, principal, id).await?;
@@ -355,14 +406,14 @@ pub async fn list(
             .filter(grants::Column::UserId.eq(principal.id()))
             .filter(grants::Column::Permission.gte(grant_to_i16(Grant::View)));
     }
-    let total_count = query.clone().count(&app.db).await?;
+    let total_count = query.clone().count(&app.read).await?;
     if let Some(after) = page.after {
         query = query.filter(environments::Column::Id.lt(after));
     }
     let rows = query
         .order_by_desc(environments::Column::Id)
         .limit(page.first + 1)
-        .all(&app.db)
+        .all(&app.read)
         .await?;
     let page = into_page(rows, page, total_count);
     let grants = grants_on(app, principal, page.items.iter().map(|e| e.id).collect()).await?;

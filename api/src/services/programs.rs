@@ -215,7 +215,7 @@ pub async fn delete(app: &App, principal: &Principal, id: Uuid) -> ApiResult<boo
 pub async fn load(app: &App, principal: &Principal, id: Uuid) -> ApiResult<ProgramView> {
     let program = programs::Entity::find_by_id(id)
         .filter(programs::Column::DeletedAt.is_null())
-        .one(&app.db)
+        .one(&app.read)
         .await?
         .ok_or_else(|| ApiError::not_found("program"))?;
     let grant = authz::effective_grant(app, principal, id).await?;
@@ -229,7 +229,7 @@ pub async fn load(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Progr
 /// was already allowed to see the run.
 pub async fn load_for_run(app: &App, principal: &Principal, id: Uuid) -> ApiResult<ProgramView> {
     let program = programs::Entity::find_by_id(id)
-        .one(&app.db)
+        .one(&app.read)
         .await?
         .ok_or_else(|| ApiError::not_found("program"))?;
     let grant = authz::effective_grant(app, principal, id).await?;
@@ -302,14 +302,14 @@ pub async fn list(
             ),
         );
     }
-    let total_count = query.clone().count(&app.db).await?;
+    let total_count = query.clone().count(&app.read).await?;
     if let Some(after) = page.after {
         query = query.filter(programs::Column::Id.lt(after));
     }
     let rows = query
         .order_by_desc(programs::Column::Id)
         .limit(page.first + 1)
-        .all(&app.db)
+        .all(&app.read)
         .await?;
     let page = into_page(rows, page, total_count);
     let grants = grants_on(app, principal, page.items.iter().map(|p| p.id).collect()).await?;
@@ -340,7 +340,7 @@ pub async fn grants_on(
         grants::Entity::find()
             .filter(grants::Column::UserId.eq(principal.id()))
             .filter(grants::Column::AssetId.is_in(ids))
-            .all(&app.db)
+            .all(&app.read)
             .await?
     };
     let map: std::collections::HashMap<Uuid, Grant> = rows
@@ -365,7 +365,7 @@ pub async fn version_files(
     let Some(version) = program_versions::Entity::find()
         .filter(program_versions::Column::ProgramId.eq(program_id))
         .filter(program_versions::Column::Version.eq(version))
-        .one(&app.db)
+        .one(&app.read)
         .await?
     else {
         return Err(ApiError::not_found("program version"));
@@ -373,7 +373,7 @@ pub async fn version_files(
     let rows = program_files::Entity::find()
         .filter(program_files::Column::VersionId.eq(version.id))
         .order_by_asc(program_files::Column::Path)
-        .all(&app.db)
+        .all(&app.read)
         .await?;
     let mut files = Vec::with_capacity(rows.len());
     for row in rows {

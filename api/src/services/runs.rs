@@ -221,7 +221,7 @@ async fn check_credentials(
     for id in &ids {
         let owned = credentials::Entity::find_by_id(*id)
             .filter(credentials::Column::OwnerId.eq(principal.id()))
-            .count(&app.db)
+            .count(&app.read)
             .await?;
         if owned == 0 {
             return Err(ApiError::NotFound(format!(
@@ -317,7 +317,7 @@ pub async fn run_grant(app: &App, principal: &Principal, run: &runs::Model) -> A
 /// A run the caller may view, or `NOT_FOUND`.
 pub async fn load(app: &App, principal: &Principal, id: Uuid) -> ApiResult<RunView> {
     let run = runs::Entity::find_by_id(id)
-        .one(&app.db)
+        .one(&app.read)
         .await?
         .ok_or_else(|| ApiError::not_found("run"))?;
     let grant = run_grant(app, principal, &run).await?;
@@ -362,14 +362,14 @@ pub async fn list(
     if let Some(environment_id) = filter.environment_id {
         query = query.filter(runs::Column::EnvironmentId.eq(environment_id));
     }
-    let total_count = query.clone().count(&app.db).await?;
+    let total_count = query.clone().count(&app.read).await?;
     if let Some(after) = page.after {
         query = query.filter(runs::Column::Id.lt(after));
     }
     let rows = query
         .order_by_desc(runs::Column::Id)
         .limit(page.first + 1)
-        .all(&app.db)
+        .all(&app.read)
         .await?;
     let page = into_page(rows, page, total_count);
     let mut items = Vec::with_capacity(page.items.len());
@@ -400,7 +400,7 @@ pub async fn logs(
         }
         Some(n) => (n as u64).min(MAX_LOG_PAGE),
     };
-    read_logs(&app.db, run_id, after_seq, limit).await
+    read_logs(&app.read, run_id, after_seq, limit).await
 }
 
 pub async fn read_logs(

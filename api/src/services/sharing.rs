@@ -17,14 +17,14 @@ use crate::error::{ApiError, ApiResult};
 async fn asset(app: &App, id: Uuid) -> ApiResult<(AssetKind, Uuid)> {
     if let Some(program) = programs::Entity::find_by_id(id)
         .filter(programs::Column::DeletedAt.is_null())
-        .one(&app.db)
+        .one(&app.read)
         .await?
     {
         return Ok((AssetKind::Program, program.owner_id));
     }
     if let Some(environment) = environments::Entity::find_by_id(id)
         .filter(environments::Column::DeletedAt.is_null())
-        .one(&app.db)
+        .one(&app.read)
         .await?
     {
         return Ok((AssetKind::Environment, environment.owner_id));
@@ -47,7 +47,7 @@ async fn grantee(app: &App, email: &str) -> ApiResult<users::Model> {
         .to_lowercase();
     users::Entity::find()
         .filter(users::Column::Email.eq(&email))
-        .one(&app.db)
+        .one(&app.read)
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!(

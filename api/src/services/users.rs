@@ -21,7 +21,7 @@ pub async fn login(app: &App, email: &str, password: &str) -> ApiResult<(String,
     let email = email.trim().to_lowercase().replace('\0', "");
     let user = users::Entity::find()
         .filter(users::Column::Email.eq(&email))
-        .one(&app.db)
+        .one(&app.read)
         .await?;
     let hash = user.as_ref().map_or_else(
         || auth::decoy_hash().to_owned(),
@@ -95,7 +95,7 @@ pub async fn list_users(app: &App, principal: &Principal) -> ApiResult<Vec<users
     authz::require(app, principal, Kind::User, Action::List)?;
     Ok(users::Entity::find()
         .order_by_asc(users::Column::CreatedAt)
-        .all(&app.db)
+        .all(&app.read)
         .await?)
 }
 
@@ -175,13 +175,13 @@ pub async fn api_tokens(app: &App, principal: &Principal) -> ApiResult<Vec<api_t
         .filter(api_tokens::Column::UserId.eq(principal.id()))
         .filter(api_tokens::Column::RevokedAt.is_null())
         .order_by_desc(api_tokens::Column::Id)
-        .all(&app.db)
+        .all(&app.read)
         .await?)
 }
 
 /// Revokes one of the caller's tokens (admins: anyone's).
 pub async fn revoke_api_token(app: &App, principal: &Principal, id: Uuid) -> ApiResult<bool> {
-    let Some(token) = api_tokens::Entity::find_by_id(id).one(&app.db).await? else {
+    let Some(token) = api_tokens::Entity::find_by_id(id).one(&app.read).await? else {
         return Err(ApiError::not_found("API token"));
     };
     let grant = if token.user_id == principal.id() {
