@@ -63,6 +63,7 @@ pub fn start_server(extra_env: &[(&str, String)]) -> Server {
 }
 
 /// (p50, p99) of `values`.
+#[allow(dead_code)]
 pub fn percentiles(mut values: Vec<f64>) -> (f64, f64) {
     values.sort_by(f64::total_cmp);
     let at = |q: f64| values[((values.len() as f64 * q) as usize).min(values.len() - 1)];

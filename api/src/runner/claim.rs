@@ -82,6 +82,25 @@ pub async fn renew(
     Ok(renewed)
 }
 
+/// Which of `run_ids` are active under another server's lease.
+pub async fn taken_by_others(
+    db: &DatabaseConnection,
+    owner: &str,
+    run_ids: &[Uuid],
+) -> Result<Vec<Uuid>, DbErr> {
+    let mut taken = Vec::new();
+    for chunk in run_ids.chunks(500) {
+        let rows = runs::Entity::find()
+            .filter(runs::Column::Id.is_in(chunk.iter().copied()))
+            .filter(runs::Column::Status.is_in(ACTIVE))
+            .filter(runs::Column::LeaseOwner.ne(owner))
+            .all(db)
+            .await?;
+        taken.extend(rows.into_iter().map(|r| r.id));
+    }
+    Ok(taken)
+}
+
 /// Which active runs are orphans: their lease expired (and it is not
 /// ours), or an earlier process of this server (`stable_prefix`, another
 /// boot) held them.

@@ -280,10 +280,22 @@ async fn heartbeat_loop(app: AppState) {
         match claim::renew(&app.db, &scheduler.owner, &held, scheduler.lease_until()).await {
             Ok(renewed) => {
                 // A run we no longer hold is another server's now: stop ours.
+                // (A run that ended meanwhile is not renewed either.)
                 let renewed: std::collections::HashSet<Uuid> = renewed.into_iter().collect();
-                for run_id in held.iter().filter(|id| !renewed.contains(id)) {
-                    tracing::warn!(run = %run_id, "lost the run's lease; stopping it here");
-                    scheduler.cancel_local(*run_id, "the server lost the run's lease".to_owned());
+                let missing: Vec<Uuid> = held
+                    .iter()
+                    .filter(|id| !renewed.contains(id))
+                    .copied()
+                    .collect();
+                match claim::taken_by_others(&app.db, &scheduler.owner, &missing).await {
+                    Ok(lost) => {
+                        for run_id in lost {
+                            tracing::warn!(run = %run_id, "lost the run's lease; stopping it here");
+                            scheduler
+                                .cancel_local(run_id, "the server lost the run's lease".to_owned());
+                        }
+                    }
+                    Err(error) => tracing::error!(?error, "checking runs not renewed failed"),
                 }
             }
             Err(error) => tracing::error!(?error, "renewing run leases failed"),

@@ -21,7 +21,13 @@ const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 pub(crate) struct Engine {
     host: String,
     client: OnceCell<Docker>,
+    /// Images recently seen on the engine (name → id), so a burst of runs
+    /// does not ask for the same image each time.
+    images: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>,
 }
+
+/// How long an image seen on the engine is taken to be still there.
+const IMAGE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Engine {
     /// Resolves the address (`host`, else `DOCKER_HOST`, else the local
@@ -35,7 +41,28 @@ impl Engine {
         Self {
             host,
             client: OnceCell::new(),
+            images: Default::default(),
         }
+    }
+
+    /// The id of an image seen on the engine within the last few seconds.
+    pub(crate) fn known_image(&self, image: &str) -> Option<String> {
+        let images = self.images.lock().expect("images lock");
+        images
+            .get(image)
+            .filter(|(at, _)| at.elapsed() < IMAGE_TTL)
+            .map(|(_, id)| id.clone())
+    }
+
+    pub(crate) fn remember_image(&self, image: &str, id: &str) {
+        let mut images = self.images.lock().expect("images lock");
+        images.retain(|_, (at, _)| at.elapsed() < IMAGE_TTL);
+        images.insert(image.to_owned(), (std::time::Instant::now(), id.to_owned()));
+    }
+
+    /// Forgets an image the engine turned out not to have.
+    pub(crate) fn forget_image(&self, image: &str) {
+        self.images.lock().expect("images lock").remove(image);
     }
 
     /// The engine's client, connecting and negotiating the API version on

@@ -19,8 +19,14 @@ pub(crate) async fn ensure(
     events: &dyn LogSink,
 ) -> Result<String, ExecutorError> {
     if policy != PullPolicy::Always {
+        if let Some(id) = engine.known_image(image) {
+            return Ok(id);
+        }
         match image_id(engine, docker, image).await? {
-            Some(id) => return Ok(id),
+            Some(id) => {
+                engine.remember_image(image, &id);
+                return Ok(id);
+            }
             None if policy == PullPolicy::Never => {
                 return Err(ExecutorError::new(format!(
                     "image {image} is not on the Docker engine and config.pullPolicy is NEVER: load or build it there first"

@@ -263,32 +263,50 @@ impl Executor for DockerExecutor {
         let config = config_error(DockerConfig::from_environment(&run_spec.environment))?;
         container::command(&run_spec)?;
         let docker = self.engine.client().await?.clone();
-        let image = self
-            .run_image(&docker, &run_spec, &config, sink.as_ref())
-            .await?;
         let run_dir = files::write(&self.settings.work_dir, &run_spec.run_id, &run_spec.files)
             .await
             .map_err(|e| ExecutorError::new(format!("could not write the program's files: {e}")))?;
-        let plan = ContainerPlan {
-            image: &image,
-            run_spec: &run_spec,
-            instance_id: &self.settings.instance_id,
-            user: &config.user,
-            tmp_size_mb: config.tmp_size_mb,
-            run_dir: &run_dir,
-        };
-        let created = match container::create_body(&plan) {
-            Ok(body) => docker.create_container(None, body).await,
-            Err(e) => {
-                remove_files(run_dir).await;
-                return Err(e);
-            }
-        };
-        let id = match created {
-            Ok(created) => created.id,
-            Err(e) => {
-                remove_files(run_dir).await;
-                return Err(self.error("could not create the container", &e).await);
+        // The image is remembered for a few seconds; if it went meanwhile,
+        // make sure of it once more and create again.
+        let mut attempts = 0;
+        let id = loop {
+            attempts += 1;
+            let image = match self
+                .run_image(&docker, &run_spec, &config, sink.as_ref())
+                .await
+            {
+                Ok(image) => image,
+                Err(e) => {
+                    remove_files(run_dir).await;
+                    return Err(e);
+                }
+            };
+            let plan = ContainerPlan {
+                image: &image,
+                run_spec: &run_spec,
+                instance_id: &self.settings.instance_id,
+                user: &config.user,
+                tmp_size_mb: config.tmp_size_mb,
+                run_dir: &run_dir,
+            };
+            let created = match container::create_body(&plan) {
+                Ok(body) => docker.create_container(None, body).await,
+                Err(e) => {
+                    remove_files(run_dir).await;
+                    return Err(e);
+                }
+            };
+            match created {
+                Ok(created) => break created.id,
+                Err(e) if is_not_found(&e) && attempts == 1 => {
+                    if let Ok(base) = config::image_of(&run_spec.environment) {
+                        self.engine.forget_image(base);
+                    }
+                }
+                Err(e) => {
+                    remove_files(run_dir).await;
+                    return Err(self.error("could not create the container", &e).await);
+                }
             }
         };
         let (output, keep_alive) = match self.attach_and_start(&docker, &id).await {

@@ -66,8 +66,8 @@ enum Inspected {
     Unreachable(String),
 }
 
-/// Follows the container to its end, then removes it and its files.
-/// Resolves after all output went to the sink.
+/// Follows the container to its end, then removes it and its files in the
+/// background. Resolves after all output went to the sink.
 pub(crate) async fn supervise(
     mut run: Supervised,
     output: Output,
@@ -100,10 +100,14 @@ pub(crate) async fn supervise(
         Err(_) => Inspected::Gone,
     };
     let outcome = classify(stop, exit, inspected, run.memory_mb, run.timeout);
-    remove(&run.docker, &run.container_id).await;
-    if let Err(e) = files::remove(run.run_dir.clone()).await {
-        tracing::warn!(dir = %run.run_dir.display(), "could not remove a run's files: {e}");
-    }
+    // The outcome does not wait for the removal; a removal cut short by a
+    // server stopping is redone by the server's clean-up of finished runs.
+    tokio::spawn(async move {
+        remove(&run.docker, &run.container_id).await;
+        if let Err(e) = files::remove(run.run_dir.clone()).await {
+            tracing::warn!(dir = %run.run_dir.display(), "could not remove a run's files: {e}");
+        }
+    });
     outcome
 }
 
