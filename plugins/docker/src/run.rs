@@ -94,10 +94,16 @@ pub(crate) async fn supervise(
             ));
         }
     }
-    let inspected = match run.docker.inspect_container(&run.container_id, None).await {
-        Ok(inspect) => Inspected::State(inspect.state.unwrap_or_default()),
-        Err(e) if is_connection_error(&e) => Inspected::Unreachable(describe(&e)),
-        Err(_) => Inspected::Gone,
+    // A program that exited 0 by itself was neither OOM-killed nor stopped
+    // by an engine going down (that reports 143): no need to ask.
+    let inspected = if stop.is_none() && matches!(exit, Exit::Code(0)) {
+        Inspected::Gone
+    } else {
+        match run.docker.inspect_container(&run.container_id, None).await {
+            Ok(inspect) => Inspected::State(inspect.state.unwrap_or_default()),
+            Err(e) if is_connection_error(&e) => Inspected::Unreachable(describe(&e)),
+            Err(_) => Inspected::Gone,
+        }
     };
     let outcome = classify(stop, exit, inspected, run.memory_mb, run.timeout);
     // The outcome does not wait for the removal; a removal cut short by a
