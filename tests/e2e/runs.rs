@@ -307,3 +307,45 @@ e2e_test!(
         run_status_sees_queued_then_cancelled(&app, WsProtocol::LegacyWs).await;
     }
 );
+
+e2e_test!(
+    a_program_needs_an_environment_that_runs_its_runtime,
+    |app| async move {
+        let token = app.create_user("dev@example.com", "DEVELOPER").await;
+        let program = |runtime: &str, entrypoint: &str| {
+            json!({
+                "name": format!("{runtime} program"),
+                "runtime": runtime,
+                "entrypoint": entrypoint,
+                "files": [{ "path": entrypoint, "content": "(module)" }],
+            })
+        };
+        let shell = id_of(&create_program(&app, &token, program("SHELL", "run.sh")).await);
+        let wasm = id_of(&create_program(&app, &token, program("WASM", "m.wat")).await);
+        let wasm_environment = create_ready_environment(&app, &token, "wasm").await;
+        let docker_environment = id_of(
+            &create_environment(
+                &app,
+                &token,
+                json!({ "name": "docker", "executor": "DOCKER", "image": "busybox:latest" }),
+            )
+            .await,
+        );
+        for (program, environment, names) in [
+            (&shell, &wasm_environment, "DOCKER or KUBERNETES"),
+            (&wasm, &docker_environment, "WASM"),
+        ] {
+            let error = app
+                .gql_err(
+                    Some(&token),
+                    &create_run_mutation(),
+                    json!({ "input": { "programId": program, "environmentId": environment } }),
+                )
+                .await;
+            assert_eq!(error.code, "BAD_USER_INPUT", "{error:?}");
+            assert!(error.message.contains(names), "{error:?}");
+        }
+        let listed = runs(&app, &token, json!({})).await;
+        assert_eq!(listed["totalCount"], 0, "no run was stored");
+    }
+);

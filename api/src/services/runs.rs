@@ -3,7 +3,8 @@
 
 use chrono::Utc;
 use playground_entities::{
-    AssetKind, EnvironmentStatus, RunStatus, credentials, grants, run_logs, runs,
+    AssetKind, EnvironmentStatus, ExecutorKind, ProgramRuntime, RunStatus, credentials, grants,
+    run_logs, runs,
 };
 use playground_policies::{Action, Grant, Kind};
 use sea_orm::sea_query::{Expr, Query};
@@ -69,6 +70,7 @@ pub async fn create(app: &App, principal: &Principal, input: NewRun) -> ApiResul
     let args = validation::args(input.args)?;
     let env = check_env(input.env)?;
     let credential_ids = check_credentials(app, principal, input.credential_ids).await?;
+    compatible(program.program.runtime, environment.environment.executor)?;
     runnable(environment.environment.status)?;
     insert(
         app,
@@ -171,6 +173,22 @@ async fn insert(app: &App, principal: &Principal, run: runs::Model) -> ApiResult
     app.scheduler.notifier.run_queued();
     let grant = run_grant(app, principal, &run).await?;
     Ok(RunView { run, grant })
+}
+
+/// Whether an environment's executor runs programs of a runtime: WASM
+/// modules only on WASM, shell scripts only in containers.
+fn compatible(runtime: ProgramRuntime, executor: ExecutorKind) -> ApiResult<()> {
+    match (runtime, executor) {
+        (ProgramRuntime::Wasm, ExecutorKind::Wasm)
+        | (ProgramRuntime::Python, _)
+        | (ProgramRuntime::Shell, ExecutorKind::Docker | ExecutorKind::Kubernetes) => Ok(()),
+        (ProgramRuntime::Wasm, _) => Err(ApiError::bad_input(
+            "environmentId: WASM programs run on WASM environments; pick one whose executor is WASM",
+        )),
+        (ProgramRuntime::Shell, _) => Err(ApiError::bad_input(
+            "environmentId: SHELL programs run on DOCKER or KUBERNETES environments; pick one of those",
+        )),
+    }
 }
 
 fn runnable(status: EnvironmentStatus) -> ApiResult<()> {
