@@ -134,7 +134,7 @@ pub async fn run_program(
             tokio::time::sleep(Duration::from_secs(60)).await;
         });
     }
-    let outcome = tokio::time::timeout(Duration::from_secs(120), handle.outcome)
+    let outcome = tokio::time::timeout(Duration::from_secs(120), handle.finish())
         .await
         .unwrap_or_else(|_| panic!("{name}: the run did not end within 120 s"));
     (outcome, sink.finish(), started.elapsed())

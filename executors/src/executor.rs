@@ -94,11 +94,29 @@ pub enum RunOutcome {
 }
 
 /// What a plugin gives back from a launch: the external name of what it
-/// started (for reattach after a restart) and a future that resolves when
-/// the run has ended and all its output went to the sink.
+/// started (for reattach after a restart), a future that resolves when the
+/// run has ended and all its output went to the sink, and what to remove
+/// afterwards.
 pub struct RunHandle {
     pub external_ref: Option<String>,
     pub outcome: BoxFuture<'static, RunOutcome>,
+    /// Removes what the run left on the engine (its container). The caller
+    /// runs it after `outcome`, once the run's output is stored: until then
+    /// a restarted server can still replay the output. Dropped unrun, the
+    /// leftovers wait for [`Executor::discard`]. `None`: nothing to remove.
+    pub cleanup: Option<BoxFuture<'static, ()>>,
+}
+
+impl RunHandle {
+    /// Waits for the outcome, then runs the clean-up (for callers that
+    /// store nothing in between).
+    pub async fn finish(self) -> RunOutcome {
+        let outcome = self.outcome.await;
+        if let Some(cleanup) = self.cleanup {
+            cleanup.await;
+        }
+        outcome
+    }
 }
 
 /// Something a plugin started for a run that its engine still holds (a

@@ -164,7 +164,10 @@ async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, rea
 
 /// Waits for the outcome, stores the closing lines, records the status.
 async fn follow(app: &AppState, run_id: Uuid, handle: RunHandle, sink: Arc<RunLogSink>) {
-    let outcome = handle.outcome.await;
+    let RunHandle {
+        outcome, cleanup, ..
+    } = handle;
+    let outcome = outcome.await;
     let (status, exit_code, reason, closing) = match outcome {
         RunOutcome::Exited { code: 0 } => (
             RunStatus::Succeeded,
@@ -194,6 +197,10 @@ async fn follow(app: &AppState, run_id: Uuid, handle: RunHandle, sink: Arc<RunLo
         }
     };
     sink.finish(&[closing]).await;
+    // The output is stored: what the run left on the engine can go.
+    if let Some(cleanup) = cleanup {
+        tokio::spawn(cleanup);
+    }
     finish(app, run_id, status, exit_code, reason).await;
 }
 

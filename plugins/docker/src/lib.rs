@@ -318,10 +318,10 @@ impl Executor for DockerExecutor {
             }
         };
         let resources = run_spec.environment.resources;
+        let cleanup = run::cleanup(docker.clone(), id.clone(), run_dir.clone());
         let supervised = Supervised {
             docker,
             container_id: id.clone(),
-            run_dir,
             sink,
             cancel,
             timeout: resources.timeout,
@@ -329,7 +329,7 @@ impl Executor for DockerExecutor {
             memory_mb: resources.memory_mb,
         };
         let task = tokio::spawn(run::supervise(supervised, output, Some(keep_alive)));
-        Ok(handle(id, task))
+        Ok(handle(id, task, cleanup))
     }
 
     async fn reattach(
@@ -390,10 +390,10 @@ impl Executor for DockerExecutor {
             .stderr(true)
             .build();
         let output: Output = docker.logs(&id, Some(options)).boxed();
+        let cleanup = run::cleanup(docker.clone(), id.clone(), run_dir.clone());
         let supervised = Supervised {
             docker,
             container_id: id.clone(),
-            run_dir,
             sink,
             cancel,
             timeout,
@@ -401,7 +401,7 @@ impl Executor for DockerExecutor {
             memory_mb: run_spec.environment.resources.memory_mb,
         };
         let task = tokio::spawn(run::supervise(supervised, output, None));
-        Some(handle(id, task))
+        Some(handle(id, task, cleanup))
     }
 
     async fn list_started(&self) -> Result<Vec<StartedRun>, ExecutorError> {
@@ -433,8 +433,13 @@ fn deadline_after(timeout: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
-fn handle(container_id: String, task: tokio::task::JoinHandle<RunOutcome>) -> RunHandle {
+fn handle(
+    container_id: String,
+    task: tokio::task::JoinHandle<RunOutcome>,
+    cleanup: futures::future::BoxFuture<'static, ()>,
+) -> RunHandle {
     RunHandle {
+        cleanup: Some(cleanup),
         external_ref: Some(container_id),
         outcome: Box::pin(async move {
             task.await.unwrap_or_else(|e| RunOutcome::Failed {

@@ -34,7 +34,6 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 pub(crate) struct Supervised {
     pub docker: Docker,
     pub container_id: String,
-    pub run_dir: PathBuf,
     pub sink: Arc<dyn LogSink>,
     pub cancel: CancelReceiver,
     pub timeout: Duration,
@@ -66,8 +65,8 @@ enum Inspected {
     Unreachable(String),
 }
 
-/// Follows the container to its end, then removes it and its files in the
-/// background. Resolves after all output went to the sink.
+/// Follows the container to its end. Resolves after all output went to the
+/// sink; the container stays until [`cleanup`] runs.
 pub(crate) async fn supervise(
     mut run: Supervised,
     output: Output,
@@ -105,16 +104,21 @@ pub(crate) async fn supervise(
             Err(_) => Inspected::Gone,
         }
     };
-    let outcome = classify(stop, exit, inspected, run.memory_mb, run.timeout);
-    // The outcome does not wait for the removal; a removal cut short by a
-    // server stopping is redone by the server's clean-up of finished runs.
-    tokio::spawn(async move {
-        remove(&run.docker, &run.container_id).await;
-        if let Err(e) = files::remove(run.run_dir.clone()).await {
-            tracing::warn!(dir = %run.run_dir.display(), "could not remove a run's files: {e}");
+    classify(stop, exit, inspected, run.memory_mb, run.timeout)
+}
+
+/// Removes a run's container and its files (the handle's clean-up).
+pub(crate) fn cleanup(
+    docker: Docker,
+    container_id: String,
+    run_dir: PathBuf,
+) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(async move {
+        remove(&docker, &container_id).await;
+        if let Err(e) = files::remove(run_dir.clone()).await {
+            tracing::warn!(dir = %run_dir.display(), "could not remove a run's files: {e}");
         }
-    });
-    outcome
+    })
 }
 
 /// Force-removes a container, logging (not returning) failures; a

@@ -277,7 +277,7 @@ async fn a_reattached_run_can_be_cancelled() {
     cancel_tx
         .send(Some(cancel_request(Duration::from_secs(5))))
         .unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(30), handle.outcome)
+    let outcome = tokio::time::timeout(Duration::from_secs(30), handle.finish())
         .await
         .expect("the run ends");
     assert!(
@@ -410,7 +410,7 @@ async fn reattach(
         .reattach(spec, container_id, sink.clone(), cancel_rx)
         .await?;
     assert_eq!(handle.external_ref.as_deref(), Some(container_id));
-    let outcome = tokio::time::timeout(Duration::from_secs(60), handle.outcome)
+    let outcome = tokio::time::timeout(Duration::from_secs(60), handle.finish())
         .await
         .expect("the reattached run ends");
     Some((outcome, sink.finish()))

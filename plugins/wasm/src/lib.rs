@@ -289,6 +289,7 @@ impl Executor for WasmExecutor {
                     exit_code: None,
                 })
             }),
+            cleanup: None,
         })
     }
 }

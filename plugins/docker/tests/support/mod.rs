@@ -191,7 +191,7 @@ impl TestEngine {
             tokio::time::sleep(Duration::from_secs(600)).await;
             drop(cancel_tx);
         });
-        let outcome = tokio::time::timeout(Duration::from_secs(120), handle.outcome)
+        let outcome = tokio::time::timeout(Duration::from_secs(120), handle.finish())
             .await
             .unwrap_or_else(|_| panic!("{run_id}: the run did not end within 120 s"));
         sender.abort();
@@ -212,31 +212,20 @@ impl TestEngine {
             .await;
     }
 
-    /// Containers and files go within a few seconds of a run's end (they
-    /// are removed in the background once the outcome is known).
     async fn assert_no_container(&self, ours: impl Fn(&LabelledContainer) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let left: Vec<_> = self
-                .executor
-                .labelled_containers()
-                .await
-                .expect("containers are listed")
-                .into_iter()
-                .filter(|c| ours(c))
-                .collect();
-            let files: Vec<_> = std::fs::read_dir(&self.work_dir)
-                .map(|dir| dir.map(|e| e.unwrap().path()).collect())
-                .unwrap_or_default();
-            if left.is_empty() && files.is_empty() {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "left behind 10 s after the runs ended: containers {left:?}, run files {files:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let left: Vec<_> = self
+            .executor
+            .labelled_containers()
+            .await
+            .expect("containers are listed")
+            .into_iter()
+            .filter(|c| ours(c))
+            .collect();
+        assert!(left.is_empty(), "containers left behind: {left:?}");
+        let files: Vec<_> = std::fs::read_dir(&self.work_dir)
+            .map(|dir| dir.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        assert!(files.is_empty(), "run files left behind: {files:?}");
     }
 }
 
