@@ -103,6 +103,7 @@ fn spec(program: &TestProgram, environment: &EnvironmentSpec, name: &str) -> Run
             .collect(),
         args: program.args.clone(),
         env: vec![("PLAYGROUND_COMPLIANCE".to_owned(), "1".to_owned())],
+        secrets: Vec::new(),
         environment: environment.clone(),
     }
 }

@@ -86,5 +86,16 @@ pub struct RunSpec {
     pub files: Vec<ProgramFile>,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The run's credentials, also environment variables of the program.
+    /// Kept apart so a plugin can deliver them as secrets (a Kubernetes
+    /// Secret) and never log them.
+    pub secrets: Vec<(String, String)>,
     pub environment: EnvironmentSpec,
+}
+
+impl RunSpec {
+    /// Every environment variable of the program: `env`, then `secrets`.
+    pub fn all_env(&self) -> impl Iterator<Item = &(String, String)> {
+        self.env.iter().chain(self.secrets.iter())
+    }
 }

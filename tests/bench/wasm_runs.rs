@@ -275,6 +275,7 @@ async fn in_process_limit(n_runs: usize, concurrency: usize) -> f64 {
         }],
         args: vec![],
         env: vec![],
+        secrets: Vec::new(),
         environment: EnvironmentSpec {
             id: "bench".into(),
             kind: ExecutorKind::Wasm,

@@ -355,7 +355,7 @@ async fn build_spec(app: &AppState, run: &runs::Model) -> Result<(RunSpec, u64),
     let internal = |what: &str| format!("internal error while {what}; the server log has details");
     let template = template(app, run).await?;
     let args: Vec<String> = serde_json::from_value(run.args.clone()).unwrap_or_default();
-    let mut env: Vec<(String, String)> =
+    let env: Vec<(String, String)> =
         serde_json::from_value::<Vec<serde_json::Value>>(run.env.clone())
             .unwrap_or_default()
             .into_iter()
@@ -368,6 +368,7 @@ async fn build_spec(app: &AppState, run: &runs::Model) -> Result<(RunSpec, u64),
             .collect();
     let credential_ids: Vec<String> =
         serde_json::from_value(run.credential_ids.clone()).unwrap_or_default();
+    let mut secrets = Vec::with_capacity(credential_ids.len());
     for id in credential_ids {
         let Ok(id) = Uuid::parse_str(&id) else {
             continue;
@@ -382,7 +383,7 @@ async fn build_spec(app: &AppState, run: &runs::Model) -> Result<(RunSpec, u64),
             .vault
             .open(&credential.nonce, &credential.ciphertext)
             .map_err(|e| e.to_string())?;
-        env.push((
+        secrets.push((
             credential.name,
             String::from_utf8_lossy(&value).into_owned(),
         ));
@@ -398,6 +399,7 @@ async fn build_spec(app: &AppState, run: &runs::Model) -> Result<(RunSpec, u64),
             files: template.files.clone(),
             args,
             env,
+            secrets,
             environment: template.environment.clone(),
         },
         max_log_bytes,

@@ -94,8 +94,8 @@ pub(crate) fn create_body(plan: &ContainerPlan<'_>) -> Result<ContainerCreateBod
 }
 
 fn environment_variables(run_spec: &RunSpec) -> Result<Vec<String>, ExecutorError> {
-    let mut env = Vec::with_capacity(run_spec.env.len() + 3);
-    for (key, value) in &run_spec.env {
+    let mut env = Vec::with_capacity(run_spec.env.len() + run_spec.secrets.len() + 3);
+    for (key, value) in run_spec.all_env() {
         if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
             return Err(ExecutorError::new(format!(
                 "the environment variable {key:?} cannot be passed to a container"
@@ -108,7 +108,7 @@ fn environment_variables(run_spec: &RunSpec) -> Result<Vec<String>, ExecutorErro
         defaults.extend([("PYTHONUNBUFFERED", "1"), ("PYTHONDONTWRITEBYTECODE", "1")]);
     }
     for (key, value) in defaults {
-        if !run_spec.env.iter().any(|(k, _)| k == key) {
+        if !run_spec.all_env().any(|(k, _)| k == key) {
             env.push(format!("{key}={value}"));
         }
     }

@@ -74,6 +74,7 @@ async fn a_missing_socket_is_named_with_what_to_do() {
         }],
         args: Vec::new(),
         env: Vec::new(),
+        secrets: Vec::new(),
         environment,
     };
     let (_cancel_tx, cancel_rx) = tokio::sync::watch::channel(None);

@@ -213,7 +213,7 @@ impl Executor for WasmExecutor {
         let config = Self::config(&run_spec.environment)?;
         let entrypoint = run_spec.entrypoint.clone();
         let file = run_spec.files.iter().find(|f| f.path == entrypoint);
-        let mut env = run_spec.env.clone();
+        let mut env: Vec<(String, String)> = run_spec.all_env().cloned().collect();
         let (pre, argv) = match run_spec.runtime {
             Runtime::Shell => {
                 return Err(ExecutorError::new(

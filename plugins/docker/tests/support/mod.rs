@@ -159,6 +159,7 @@ impl TestEngine {
                 .collect(),
             args: Vec::new(),
             env: Vec::new(),
+            secrets: Vec::new(),
             environment,
         }
     }

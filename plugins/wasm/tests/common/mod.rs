@@ -254,6 +254,7 @@ pub fn run_spec(
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        secrets: Vec::new(),
         environment: environment.clone(),
     }
 }
