@@ -39,12 +39,24 @@ impl ConfigError {
 #[error("{message}")]
 pub struct ExecutorError {
     pub message: String,
+    /// The engine could not be reached: nothing about the run itself is
+    /// wrong, so the server puts it back in the queue instead of failing it.
+    pub engine_unavailable: bool,
 }
 
 impl ExecutorError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            engine_unavailable: false,
+        }
+    }
+
+    /// The engine is unreachable (see [`ExecutorError::engine_unavailable`]).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            engine_unavailable: true,
         }
     }
 }

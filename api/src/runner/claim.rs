@@ -82,6 +82,32 @@ pub async fn renew(
     Ok(renewed)
 }
 
+/// Puts a STARTING run this server holds back in the queue (its engine
+/// could not be reached); `None` when it no longer held it.
+pub async fn requeue(
+    db: &DatabaseConnection,
+    run_id: Uuid,
+    owner: &str,
+) -> Result<Option<runs::Model>, DbErr> {
+    let rows = runs::Entity::update_many()
+        .col_expr(runs::Column::Status, Expr::value(RunStatus::Queued))
+        .col_expr(
+            runs::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            runs::Column::LeaseExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(runs::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(runs::Column::Id.eq(run_id))
+        .filter(runs::Column::Status.eq(RunStatus::Starting))
+        .filter(runs::Column::LeaseOwner.eq(owner))
+        .exec_with_returning(db)
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
 /// Which of `run_ids` are active under another server's lease.
 pub async fn taken_by_others(
     db: &DatabaseConnection,

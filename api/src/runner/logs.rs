@@ -218,6 +218,11 @@ impl RunLogSink {
 
     /// Flushes unterminated lines, adds closing SYSTEM lines, and waits
     /// until everything is stored.
+    /// Whether nothing has been written to this run's log yet.
+    pub fn is_pristine(&self) -> bool {
+        self.pipeline.lock().expect("pipeline lock").next_seq() == 1
+    }
+
     pub async fn finish(&self, closing: &[String]) {
         let mut out = Vec::new();
         {

@@ -161,6 +161,20 @@ impl Scheduler {
         ok
     }
 
+    /// Takes an engine found unreachable as unavailable until its health is
+    /// asked again, so its runs wait in the queue meanwhile.
+    pub fn mark_unavailable(&self, kind: playground_executors::ExecutorKind) {
+        let kind = match kind {
+            playground_executors::ExecutorKind::Wasm => ExecutorKind::Wasm,
+            playground_executors::ExecutorKind::Docker => ExecutorKind::Docker,
+            playground_executors::ExecutorKind::Kubernetes => ExecutorKind::Kubernetes,
+        };
+        self.health
+            .lock()
+            .expect("health lock")
+            .insert(kind, (Instant::now(), false));
+    }
+
     fn lease_until(&self) -> chrono::DateTime<Utc> {
         Utc::now() + chrono::Duration::seconds(self.config.lease_seconds as i64)
     }

@@ -154,6 +154,22 @@ async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, rea
             ));
             follow(&app, run_id, handle, sink).await;
         }
+        // The engine went away before the run started: it waits in the
+        // queue until the engine is back.
+        Err(error) if error.engine_unavailable && sink.is_pristine() => {
+            tracing::warn!(run = %run_id, reason = %error.message, "the engine is unavailable; the run goes back to the queue");
+            app.scheduler.mark_unavailable(kind);
+            match super::claim::requeue(&app.db, run_id, app.scheduler.owner()).await {
+                Ok(Some(run)) => {
+                    publish_status(&app, &run);
+                    app.scheduler.notifier.status_changed(run_id);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(run = %run_id, ?error, "putting the run back in the queue failed")
+                }
+            }
+        }
         Err(error) => {
             sink.finish(&[format!("failed to start: {}", error.message)])
                 .await;

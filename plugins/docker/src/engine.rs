@@ -94,17 +94,17 @@ impl Engine {
             && let Some(path) = self.socket_path()
             && let Some(reason) = diagnose_socket(path).await
         {
-            return ExecutorError::new(reason);
+            return ExecutorError::unavailable(reason);
         }
         self.explain_without_probe(error)
     }
 
     fn explain_without_probe(&self, error: &Error) -> ExecutorError {
         if let Error::SocketNotFoundError(path) = error {
-            return ExecutorError::new(no_socket(path));
+            return ExecutorError::unavailable(no_socket(path));
         }
         if is_connection_error(error) {
-            return ExecutorError::new(format!(
+            return ExecutorError::unavailable(format!(
                 "cannot reach the Docker engine at {}: {}",
                 self.host,
                 describe(error)

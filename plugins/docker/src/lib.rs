@@ -160,12 +160,11 @@ impl DockerExecutor {
 
     /// An engine error with what was being done.
     async fn error(&self, doing: &str, error: &bollard::errors::Error) -> ExecutorError {
-        let reason = if is_connection_error(error) {
-            self.engine.explain(error).await.message
-        } else {
-            describe(error)
-        };
-        ExecutorError::new(format!("{doing}: {reason}"))
+        if is_connection_error(error) {
+            let reason = self.engine.explain(error).await.message;
+            return ExecutorError::unavailable(format!("{doing}: {reason}"));
+        }
+        ExecutorError::new(format!("{doing}: {}", describe(error)))
     }
 
     /// The image a run's container starts from: the environment's, or its

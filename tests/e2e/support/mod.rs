@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod db;
+pub mod docker;
 pub mod fixtures;
 pub mod jwt;
 pub mod ws;
