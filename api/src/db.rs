@@ -12,7 +12,10 @@ use std::time::Duration;
 use anyhow::Context;
 use playground_migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    TransactionTrait,
+};
 
 use crate::config::DatabaseConfig;
 
@@ -74,9 +77,30 @@ const READERS: u32 = 8;
 
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    // Replicas starting together migrate one after another: the first holds
+    // a transaction-scoped advisory lock while it migrates, the others wait
+    // for it and then find nothing left to do.
+    let lock = if is_postgres(db) {
+        let txn = db
+            .begin()
+            .await
+            .context("locking the database for migration")?;
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(7468221593117205)")
+            .await
+            .context("locking the database for migration")?;
+        Some(txn)
+    } else {
+        None
+    };
     Migrator::up(db, None)
         .await
-        .context("database migration failed")
+        .context("database migration failed")?;
+    if let Some(txn) = lock {
+        txn.commit()
+            .await
+            .context("unlocking the database after migration")?;
+    }
+    Ok(())
 }
 
 /// Whether the database answers a trivial query (for `/readyz`).
