@@ -121,9 +121,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Libraries that log request bodies at debug level and below: container
+/// and Job specs carry credential values, so they never log more than this,
+/// whatever `RUST_LOG` says.
+const QUIET_LIBRARIES: [&str; 4] = [
+    "bollard=info",
+    "kube_client=info",
+    "hyper=info",
+    "hyper_util=info",
+];
+
 fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn"));
+    for directive in QUIET_LIBRARIES {
+        filter = filter.add_directive(directive.parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -2,7 +2,9 @@
 //! lines joined across chunks, CRLF folded, invalid UTF-8 replaced, very
 //! long lines split), numbered by a per-run `seq` from 1 without gaps, and
 //! capped at the environment's `maxLogBytes` (past the cap output is dropped
-//! and one SYSTEM line says so; the run goes on).
+//! and one SYSTEM line says so; the run goes on). Values given to
+//! [`LogPipeline::mask`] (a run's credentials) become `****` in every line,
+//! also when the program wrote them across several chunks.
 
 use crate::OutputStream;
 
@@ -46,6 +48,9 @@ fn text(bytes: &[u8]) -> String {
     }
 }
 
+/// What masking replaces a secret value with.
+pub const MASK: &str = "****";
+
 /// Splits one stream's bytes into lines.
 #[derive(Debug, Default)]
 struct LineSplitter {
@@ -53,28 +58,36 @@ struct LineSplitter {
 }
 
 impl LineSplitter {
-    fn push(&mut self, mut bytes: &[u8], lines: &mut Vec<String>) {
+    fn push(&mut self, mut bytes: &[u8], secrets: &[Vec<u8>], lines: &mut Vec<String>) {
         while let Some(newline) = bytes.iter().position(|&b| b == b'\n') {
             self.partial.extend_from_slice(&bytes[..newline]);
             if self.partial.last() == Some(&b'\r') {
                 self.partial.pop();
             }
-            self.drain_long(lines);
+            self.drain_long(secrets, lines);
             lines.push(text(&self.partial));
             self.partial.clear();
             bytes = &bytes[newline + 1..];
         }
         self.partial.extend_from_slice(bytes);
-        self.drain_long(lines);
+        self.drain_long(secrets, lines);
     }
 
     /// Emits full-size pieces of an over-long partial line, cut at a UTF-8
-    /// character boundary.
-    fn drain_long(&mut self, lines: &mut Vec<String>) {
+    /// character boundary and never inside a secret value (which would let
+    /// its two halves through unmasked).
+    fn drain_long(&mut self, secrets: &[Vec<u8>], lines: &mut Vec<String>) {
         while self.partial.len() > MAX_LINE_BYTES {
             let mut cut = MAX_LINE_BYTES;
             while cut > MAX_LINE_BYTES - 4 && (self.partial[cut] & 0xC0) == 0x80 {
                 cut -= 1;
+            }
+            if let Some(start) = secret_across(&self.partial, cut, secrets) {
+                if start == 0 {
+                    // A secret longer than a line: wait for all of it.
+                    return;
+                }
+                cut = start;
             }
             let rest = self.partial.split_off(cut);
             lines.push(text(&self.partial));
@@ -95,6 +108,22 @@ impl LineSplitter {
     }
 }
 
+/// Where a secret that spans byte `cut` of `bytes` starts, if one does.
+fn secret_across(bytes: &[u8], cut: usize, secrets: &[Vec<u8>]) -> Option<usize> {
+    secrets
+        .iter()
+        .filter(|s| s.len() > 1)
+        .filter_map(|secret| {
+            let from = cut.saturating_sub(secret.len() - 1);
+            let to = (cut + secret.len() - 1).min(bytes.len());
+            bytes[from..to]
+                .windows(secret.len())
+                .position(|w| w == secret.as_slice())
+                .map(|at| from + at)
+        })
+        .min()
+}
+
 /// A run's log as it is written: splitting, numbering and the cap.
 #[derive(Debug)]
 pub struct LogPipeline {
@@ -105,6 +134,8 @@ pub struct LogPipeline {
     stdout: LineSplitter,
     stderr: LineSplitter,
     scratch: Vec<String>,
+    /// Values to mask, longest first, each also line by line.
+    secrets: Vec<Vec<u8>>,
     /// Lines of each stream still to drop because they are already stored
     /// (a plugin that reattaches replays a run's output from the start).
     replayed: [u64; 2],
@@ -127,8 +158,35 @@ impl LogPipeline {
             stdout: LineSplitter::default(),
             stderr: LineSplitter::default(),
             scratch: Vec::new(),
+            secrets: Vec::new(),
             replayed: [0, 0],
         }
+    }
+
+    /// Masks these values (a run's credentials) in every line from now on.
+    /// A value of several lines is also masked line by line.
+    pub fn mask<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) {
+        for value in values {
+            let pieces = std::iter::once(value).chain(value.lines());
+            for piece in pieces.map(|p| p.trim_end_matches('\r')) {
+                if !piece.is_empty() && !self.secrets.iter().any(|s| s == piece.as_bytes()) {
+                    self.secrets.push(piece.as_bytes().to_vec());
+                }
+            }
+        }
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    fn masked(&self, line: String) -> String {
+        let mut line = line;
+        for secret in &self.secrets {
+            if let Ok(secret) = std::str::from_utf8(secret)
+                && line.contains(secret)
+            {
+                line = line.replace(secret, MASK);
+            }
+        }
+        line
     }
 
     /// Drops the first `stdout` and `stderr` lines of each stream: they are
@@ -156,8 +214,8 @@ impl LogPipeline {
     pub fn write(&mut self, stream: OutputStream, bytes: &[u8], out: &mut Vec<NumberedLine>) {
         let mut lines = std::mem::take(&mut self.scratch);
         match stream {
-            OutputStream::Stdout => self.stdout.push(bytes, &mut lines),
-            OutputStream::Stderr => self.stderr.push(bytes, &mut lines),
+            OutputStream::Stdout => self.stdout.push(bytes, &self.secrets, &mut lines),
+            OutputStream::Stderr => self.stderr.push(bytes, &self.secrets, &mut lines),
         }
         for line in lines.drain(..) {
             self.accept(stream.into(), line, out);
@@ -208,6 +266,11 @@ impl LogPipeline {
     }
 
     fn push(&mut self, stream: LineStream, line: String, out: &mut Vec<NumberedLine>) {
+        let line = if self.secrets.is_empty() {
+            line
+        } else {
+            self.masked(line)
+        };
         out.push(NumberedLine {
             seq: self.next_seq,
             stream,
@@ -220,6 +283,29 @@ impl LogPipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_masked_even_across_chunks_and_long_line_cuts() {
+        let mut pipeline = LogPipeline::new(1 << 30);
+        pipeline.mask(["s3cr3t-value", "line one\nline two"]);
+        let mut out = Vec::new();
+        pipeline.write(OutputStream::Stdout, b"token=s3cr", &mut out);
+        pipeline.write(OutputStream::Stdout, b"3t-value end\n", &mut out);
+        pipeline.write(OutputStream::Stderr, b"key: line two\n", &mut out);
+        // A secret right where a long line is cut.
+        let mut long = vec![b'x'; MAX_LINE_BYTES - 5];
+        long.extend_from_slice(b"s3cr3t-value tail\n");
+        pipeline.write(OutputStream::Stdout, &long, &mut out);
+        pipeline.system("the value s3cr3t-value in a notice", &mut out);
+        let text: Vec<&str> = out.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(text[0], "token=**** end");
+        assert_eq!(text[1], "key: ****");
+        let joined = text.join("");
+        assert!(!joined.contains("s3cr3t"), "{joined:?}");
+        assert!(!joined.contains("3t-value"), "{joined:?}");
+        assert!(joined.contains("****"));
+        assert_eq!(text.last().copied(), Some("the value **** in a notice"));
+    }
 
     #[test]
     fn replayed_lines_already_stored_are_dropped_per_stream() {

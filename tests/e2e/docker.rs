@@ -687,3 +687,79 @@ e2e_test!(
         );
     }
 );
+
+e2e_test!(
+    credentials_reach_the_program_but_never_the_log_the_database_or_the_server_log,
+    docker_server().env("RUST_LOG", "debug"),
+    |app| async move {
+        if !docker_tests_enabled("credentials_reach_the_program_but_never_the_log") {
+            return;
+        }
+        const PLANTED: &str = "pl4nted-Cr3dential-value";
+        let token = app.create_user("dev@example.com", "DEVELOPER").await;
+        let credential = app
+            .gql_ok(
+                Some(&token),
+                "mutation($v: String!) { createCredential(name: \"API_TOKEN\", value: $v) { id name } }",
+                json!({ "v": PLANTED }),
+            )
+            .await["createCredential"]
+            .clone();
+        // The value whole, then split across two writes a moment apart, and its length.
+        let script = "printf 'whole=%s\\n' \"$API_TOKEN\"\n\
+                      head=${API_TOKEN%?????????}\n\
+                      printf 'split=%s' \"$head\"\n\
+                      sleep 0.3\n\
+                      printf '%s\\n' \"${API_TOKEN#\"$head\"}\"\n\
+                      echo \"length=${#API_TOKEN}\"\n";
+        let program = shell_program(&app, &token, "uses-credential", script).await;
+        let environment = docker_environment(&app, &token, BUSYBOX, json!({})).await;
+        let query = format!(
+            "mutation($input: CreateRunInput!) {{ createRun(input: $input) {{ {RUN_SELECTION} }} }}"
+        );
+        let input = json!({ "programId": program, "environmentId": environment, "credentialIds": [credential["id"]] });
+        let run = app
+            .gql_ok(Some(&token), &query, json!({ "input": input }))
+            .await["createRun"]
+            .clone();
+        let id = id_of(&run);
+        let done = wait_run_end(&app, &token, &id, Duration::from_secs(60)).await;
+        assert_eq!(done["status"], "SUCCEEDED", "{done}");
+        let stdout = lines_of(&run_logs(&app, &token, &id).await, "STDOUT");
+        assert_eq!(
+            stdout,
+            [
+                "whole=****",
+                "split=****",
+                &format!("length={}", PLANTED.len())
+            ],
+            "the program got the value; the log shows only the mask"
+        );
+
+        // Nowhere at rest: not in the database files, not in the server's own log.
+        let mut stored = Vec::new();
+        for entry in std::fs::read_dir(app.data_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                stored.extend(std::fs::read(&path).unwrap());
+            }
+        }
+        assert!(!stored.is_empty());
+        assert!(
+            !stored
+                .windows(PLANTED.len())
+                .any(|w| w == PLANTED.as_bytes()),
+            "the credential value is in a file of the data directory"
+        );
+        let log = app.stderr();
+        let leaks: Vec<&str> = log.lines().filter(|l| l.contains(PLANTED)).collect();
+        assert!(
+            leaks.is_empty(),
+            "the credential value is in the server log: {leaks:?}"
+        );
+        let listed = app
+            .gql_ok(Some(&token), "{ credentials { id name } }", json!({}))
+            .await;
+        assert!(!listed.to_string().contains(PLANTED));
+    }
+);

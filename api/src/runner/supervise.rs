@@ -78,7 +78,7 @@ async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, rea
     };
 
     if reattaching {
-        let pipeline = match resumed_pipeline(&app, run_id, max_log_bytes).await {
+        let mut pipeline = match resumed_pipeline(&app, run_id, max_log_bytes).await {
             Ok(pipeline) => pipeline,
             Err(error) => {
                 // Leave the run to the next recovery round.
@@ -86,6 +86,7 @@ async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, rea
                 return;
             }
         };
+        pipeline.mask(spec.secrets.iter().map(|(_, value)| value.as_str()));
         let sink = RunLogSink::new(run_id, pipeline, app.scheduler.writer.clone());
         // A server that stopped between starting the run and recording
         // RUNNING left no reference; the engine's labels still name it.
@@ -126,11 +127,10 @@ async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, rea
         return;
     }
 
-    let sink = RunLogSink::new(
-        run_id,
-        LogPipeline::new(max_log_bytes),
-        app.scheduler.writer.clone(),
-    );
+    let mut pipeline = LogPipeline::new(max_log_bytes);
+    // Credential values never reach the log.
+    pipeline.mask(spec.secrets.iter().map(|(_, value)| value.as_str()));
+    let sink = RunLogSink::new(run_id, pipeline, app.scheduler.writer.clone());
     let kind = spec.environment.kind;
     match executor.launch(spec, sink.clone(), cancel).await {
         Ok(handle) => {
