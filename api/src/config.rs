@@ -31,6 +31,23 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub docker: DockerSettings,
+
+    #[command(flatten)]
+    pub kubernetes: KubernetesSettings,
+}
+
+/// Settings of the Kubernetes executor.
+#[derive(Args, Clone, Debug)]
+pub struct KubernetesSettings {
+    /// The kubeconfig of the cluster KUBERNETES environments run on.
+    /// Default: `KUBECONFIG`, else `~/.kube/config`, else the pod's service
+    /// account when the server runs in the cluster.
+    #[arg(long, env = "PLAYGROUND_KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+
+    /// The kubeconfig context to use. Default: its current context.
+    #[arg(long, env = "PLAYGROUND_KUBE_CONTEXT")]
+    pub kube_context: Option<String>,
 }
 
 /// Settings of the Docker executor.

@@ -30,6 +30,13 @@ pub fn registry(config: &ServeConfig, instance_id: &str) -> anyhow::Result<Regis
         },
     )));
     #[cfg(feature = "kubernetes")]
-    registry.register(Arc::new(playground_kubernetes::KubernetesExecutor::new()));
+    registry.register(Arc::new(playground_kubernetes::KubernetesExecutor::new(
+        playground_kubernetes::KubernetesSettings {
+            kubeconfig: config.kubernetes.kubeconfig.clone(),
+            context: config.kubernetes.kube_context.clone(),
+            instance_id: instance_id.to_owned(),
+            bounds: Default::default(),
+        },
+    )));
     Ok(registry)
 }
