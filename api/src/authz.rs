@@ -37,8 +37,18 @@ pub async fn effective_grant(app: &App, principal: &Principal, asset_id: Uuid) -
     if principal.is_admin() {
         return Ok(Grant::Admin);
     }
-    let row = grants::Entity::find_by_id((asset_id, principal.id()))
-        .one(&app.read)
+    Ok(grant_of(&app.read, principal.id(), asset_id).await?)
+}
+
+/// What the grants table says a user holds on an asset: one primary-key
+/// lookup, whatever the number of grants.
+pub async fn grant_of(
+    db: &sea_orm::DatabaseConnection,
+    user_id: Uuid,
+    asset_id: Uuid,
+) -> Result<Grant, sea_orm::DbErr> {
+    let row = grants::Entity::find_by_id((asset_id, user_id))
+        .one(db)
         .await?;
     Ok(row.map_or(Grant::None, |g| grant_from_i16(g.permission)))
 }
