@@ -14,6 +14,7 @@ use crate::auth::{Authenticator, load_or_create_secret};
 use crate::blobs::BlobStore;
 use crate::config::ServeConfig;
 use crate::events::Hub;
+use crate::limits::{LoginLimiter, SubscriptionSlots};
 use crate::runner::Scheduler;
 use crate::runner::logs::LogWriter;
 use crate::runner::notify::Notifier;
@@ -38,6 +39,10 @@ pub struct App {
     pub scheduler: Scheduler,
     /// Encrypts credential values at rest.
     pub vault: Vault,
+    /// Failed logins per account and address (in memory, per process).
+    pub login_limiter: LoginLimiter,
+    /// Open subscriptions per user (in memory, per process).
+    pub subscriptions: SubscriptionSlots,
 }
 
 pub type AppState = Arc<App>;
@@ -83,8 +88,15 @@ impl App {
         );
         let registry = crate::plugins::registry(&config, &stable_id)?;
         let read = crate::db::readers(&config.database, &db).await?;
+        let login_limiter = LoginLimiter::new(
+            config.hardening.login_max_failures_per_account,
+            config.hardening.login_max_failures_per_address,
+            Duration::from_secs(config.hardening.login_window_seconds),
+        );
         Ok(Arc::new(App {
             vault: Vault::new(&vault_key),
+            login_limiter,
+            subscriptions: SubscriptionSlots::default(),
             db,
             read,
             config,

@@ -24,6 +24,9 @@ pub struct ServeConfig {
     pub limits: Limits,
 
     #[command(flatten)]
+    pub hardening: Hardening,
+
+    #[command(flatten)]
     pub scheduler: SchedulerConfig,
 
     #[command(flatten)]
@@ -201,6 +204,60 @@ pub struct Limits {
     /// Largest `pids` an environment may ask for.
     #[arg(long, env = "PLAYGROUND_MAX_PIDS", default_value_t = 4096)]
     pub max_pids: i32,
+}
+
+/// Abuse limits: login attempts, query shape, WebSocket traffic and CORS.
+#[derive(Args, Clone, Debug)]
+pub struct Hardening {
+    /// Failed logins for one email within the login window before further
+    /// attempts for it are refused (RATE_LIMITED); a success resets it.
+    #[arg(
+        long,
+        env = "PLAYGROUND_LOGIN_MAX_FAILURES_PER_ACCOUNT",
+        default_value_t = 5
+    )]
+    pub login_max_failures_per_account: u32,
+
+    /// Failed logins from one client address within the login window before
+    /// further attempts from it are refused (RATE_LIMITED).
+    #[arg(
+        long,
+        env = "PLAYGROUND_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        default_value_t = 20
+    )]
+    pub login_max_failures_per_address: u32,
+
+    /// The window failed logins are counted in, in seconds.
+    #[arg(long, env = "PLAYGROUND_LOGIN_WINDOW_SECONDS", default_value_t = 900)]
+    pub login_window_seconds: u64,
+
+    /// Most aliases in one GraphQL request (its operations and fragments).
+    #[arg(long, env = "PLAYGROUND_MAX_QUERY_ALIASES", default_value_t = 100)]
+    pub max_query_aliases: usize,
+
+    /// Longest GraphQL query text accepted, in bytes (variables, such as
+    /// program files, do not count).
+    #[arg(long, env = "PLAYGROUND_MAX_QUERY_BYTES", default_value_t = 256 * 1024)]
+    pub max_query_bytes: usize,
+
+    /// Largest WebSocket message (and frame) accepted, in bytes.
+    #[arg(long, env = "PLAYGROUND_MAX_WS_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_ws_message_bytes: usize,
+
+    /// Most subscriptions one user may have open at once, across all of
+    /// their connections.
+    #[arg(
+        long,
+        env = "PLAYGROUND_MAX_SUBSCRIPTIONS_PER_USER",
+        default_value_t = 100
+    )]
+    pub max_subscriptions_per_user: usize,
+
+    /// Origins allowed to call the GraphQL endpoints from a browser
+    /// (comma-separated, e.g. `https://app.example.com`; `*` for any).
+    /// Default: none, and no CORS headers are sent.
+    #[arg(long, env = "PLAYGROUND_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
 }
 
 /// Resource values an environment gets when it does not name them.

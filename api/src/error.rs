@@ -14,6 +14,12 @@ pub enum ApiError {
     BadInput(String),
     Conflict(String),
     Unavailable(String),
+    /// Too many attempts; `retry_after_seconds` goes to
+    /// `extensions.retryAfterSeconds`.
+    RateLimited {
+        message: String,
+        retry_after_seconds: u64,
+    },
     /// Logged with its context; the client gets a generic message.
     Internal(anyhow::Error),
 }
@@ -29,6 +35,7 @@ impl ApiError {
             ApiError::BadInput(_) => "BAD_USER_INPUT",
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::Unavailable(_) => "UNAVAILABLE",
+            ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Internal(_) => "INTERNAL",
         }
     }
@@ -40,7 +47,8 @@ impl ApiError {
             | ApiError::NotFound(m)
             | ApiError::BadInput(m)
             | ApiError::Conflict(m)
-            | ApiError::Unavailable(m) => m.clone(),
+            | ApiError::Unavailable(m)
+            | ApiError::RateLimited { message: m, .. } => m.clone(),
             ApiError::Internal(_) => {
                 "internal error: the server could not complete the request; try again, and report it if it persists".to_owned()
             }
@@ -100,7 +108,19 @@ impl From<ApiError> for async_graphql::Error {
             tracing::error!(error = ?cause, "internal error");
         }
         let code = error.code();
-        async_graphql::Error::new(error.message()).extend_with(|_, e| e.set("code", code))
+        let retry_after = match &error {
+            ApiError::RateLimited {
+                retry_after_seconds,
+                ..
+            } => Some(*retry_after_seconds),
+            _ => None,
+        };
+        async_graphql::Error::new(error.message()).extend_with(|_, e| {
+            e.set("code", code);
+            if let Some(seconds) = retry_after {
+                e.set("retryAfterSeconds", seconds);
+            }
+        })
     }
 }
 

@@ -4,15 +4,17 @@
 use std::net::SocketAddr;
 
 use async_graphql::Data;
+use async_graphql::ParseRequestError;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message};
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
@@ -21,9 +23,6 @@ use crate::auth::Auth;
 use crate::db;
 use crate::error::with_default_code;
 use crate::graphql::PlaygroundSchema;
-
-/// Largest WebSocket message accepted.
-const MAX_WS_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// Messages queued for a WebSocket before the producer waits.
 const WS_SEND_QUEUE: usize = 1024;
@@ -41,16 +40,91 @@ struct HttpState {
 #[derive(Clone, Debug)]
 pub struct ClientAddr(pub Option<SocketAddr>);
 
-pub fn router(app: AppState, schema: PlaygroundSchema) -> Router {
+/// The routes. Fails when a configured CORS origin is not a valid header
+/// value.
+pub fn router(app: AppState, schema: PlaygroundSchema) -> anyhow::Result<Router> {
     let max_body_bytes = app.config.limits.max_body_bytes;
-    Router::new()
+    let mut graphql_routes = Router::new()
         .route("/graphql", get(graphiql).post(graphql))
-        .route("/graphql/ws", get(graphql_ws))
+        .route("/graphql/ws", get(graphql_ws));
+    if let Some(cors) = cors_layer(&app.config.hardening.cors_origins)? {
+        graphql_routes = graphql_routes.layer(cors);
+    }
+    Ok(graphql_routes
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(HttpState { app, schema })
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http()))
+}
+
+/// CORS for the GraphQL routes: `None` (no CORS headers at all) when no
+/// origin is configured, any origin for `*`, else exactly the listed ones.
+/// Credentials (cookies) are not allowed: clients send `Authorization`.
+pub fn cors_layer(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/'))
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow_origin = if origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        let values = origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o).map_err(|_| {
+                    anyhow::anyhow!("PLAYGROUND_CORS_ORIGINS: {o:?} is not a valid origin")
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(values)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(3600)),
+    ))
+}
+
+/// The response to a body that is not a GraphQL request: a GraphQL-shaped
+/// error with `extensions.code`, 413 when too large, else 400. Batches (a
+/// JSON array of operations) are refused: one operation per request.
+pub struct RequestRejection(ParseRequestError);
+
+impl From<ParseRequestError> for RequestRejection {
+    fn from(error: ParseRequestError) -> Self {
+        RequestRejection(error)
+    }
+}
+
+impl IntoResponse for RequestRejection {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self.0 {
+            ParseRequestError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large".to_owned(),
+            ),
+            ParseRequestError::UnsupportedBatch => (
+                StatusCode::BAD_REQUEST,
+                "batched requests are not supported: send one operation per request".to_owned(),
+            ),
+            other => (
+                StatusCode::BAD_REQUEST,
+                format!("the request is not a valid GraphQL request: {other}"),
+            ),
+        };
+        let body = serde_json::json!({
+            "data": null,
+            "errors": [{ "message": message, "extensions": { "code": "BAD_USER_INPUT" } }],
+        });
+        (status, axum::Json(body)).into_response()
+    }
 }
 
 async fn graphiql() -> Html<String> {
@@ -67,7 +141,7 @@ async fn graphql(
     State(state): State<HttpState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    request: GraphQLRequest,
+    request: GraphQLRequest<RequestRejection>,
 ) -> GraphQLResponse {
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -101,8 +175,10 @@ async fn graphql_ws(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|p| p.trim() == "graphql-transport-ws");
+    let max_message_bytes = state.app.config.hardening.max_ws_message_bytes;
     upgrade
-        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        .max_message_size(max_message_bytes)
+        .max_frame_size(max_message_bytes)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
             let HttpState { app, schema } = state;
@@ -141,7 +217,7 @@ async fn graphql_ws(
             }
             let stream = futures::stream::once(async move { Ok(first) }).chain(stream);
             let sink = batching(sink);
-            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
+            let connection = GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
                 .on_connection_init(move |_| async move {
                     match &auth {
                         Auth::Invalid(reason) => {
@@ -159,8 +235,8 @@ async fn graphql_ws(
                     data.insert(ClientAddr(Some(client)));
                     Ok(data)
                 })
-                .serve()
-                .await
+                .serve();
+            connection.await
         })
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod limits;
 pub mod plugins;
 pub mod runner;
 pub mod server;

@@ -65,7 +65,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let schema = graphql::build_schema(app.clone());
-    let router = http::router(app.clone(), schema);
+    let router = http::router(app.clone(), schema)?;
 
     let listener = TcpListener::bind(listen)
         .await

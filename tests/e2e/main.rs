@@ -4,6 +4,7 @@
 #[macro_use]
 mod support;
 
+mod audit;
 mod auth;
 mod bad_input;
 mod cli;
@@ -11,6 +12,8 @@ mod docker;
 mod environments;
 mod execution;
 mod executors;
+mod hardening;
+mod matrix;
 mod program_validation;
 mod programs;
 mod roles;

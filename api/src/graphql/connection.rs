@@ -3,7 +3,7 @@
 
 use async_graphql::SimpleObject;
 
-use super::objects::{Environment, Program, Run};
+use super::objects::{AuditEvent, Environment, Program, Run};
 use crate::services::pagination::{Page, encode_cursor};
 
 #[derive(SimpleObject)]
@@ -57,3 +57,4 @@ macro_rules! connection {
 connection!(ProgramConnection, ProgramEdge, Program);
 connection!(EnvironmentConnection, EnvironmentEdge, Environment);
 connection!(RunConnection, RunEdge, Run);
+connection!(AuditEventConnection, AuditEventEdge, AuditEvent);

@@ -5,6 +5,7 @@
 mod connection;
 mod enums;
 mod inputs;
+pub mod limits;
 mod loaders;
 mod mutation;
 mod objects;
@@ -30,6 +31,10 @@ pub fn build_schema(app: AppState) -> PlaygroundSchema {
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .limit_depth(limits.max_query_depth)
         .limit_complexity(limits.max_query_complexity)
+        .extension(self::limits::QueryShapeLimits {
+            max_query_bytes: app.config.hardening.max_query_bytes,
+            max_aliases: app.config.hardening.max_query_aliases,
+        })
         // No batching delay: the fields of a list resolve in one pass, so
         // their loads are batched anyway, and a delay is pure latency.
         .data(

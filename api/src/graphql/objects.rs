@@ -5,13 +5,15 @@ use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, ID, Json, Object, SimpleObject};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use playground_entities::{api_tokens, credentials, users};
+use playground_entities::{api_tokens, audit_events, credentials, users};
+use playground_policies::Kind;
 
 use super::enums::{
     EnvironmentStatus, ExecutorKind, LogStream, Permission, ProgramRuntime, Role, RunStatus,
 };
 use super::loaders::UserLoader;
 use super::{app, principal};
+use crate::authz;
 use crate::error::{ApiError, ApiResult};
 use crate::events;
 use crate::services::environments;
@@ -140,6 +142,11 @@ impl Program {
     /// The files of the current version.
     #[graphql(complexity = "20 + child_complexity")]
     async fn files(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProgramFile>> {
+        // Reached through a run the caller may see (`Run.program`) without
+        // a grant to view the program: its identity, not its files.
+        if !authz::can_view(app(ctx), principal(ctx)?, Kind::Program, self.0.grant) {
+            return Ok(Vec::new());
+        }
         let program = &self.0.program;
         let files = programs::version_files(app(ctx), program.id, program.current_version).await?;
         Ok(files.into_iter().map(ProgramFile).collect())
@@ -170,6 +177,20 @@ pub struct Resources {
 
 pub struct Environment(pub EnvironmentView);
 
+impl Environment {
+    /// Whether the caller may view the environment itself. Through a run it
+    /// may see (`Run.environment`) it may not: then it sees the
+    /// environment's identity, not its image, config or status reason.
+    fn viewable(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        Ok(authz::can_view(
+            app(ctx),
+            principal(ctx)?,
+            Kind::Environment,
+            self.0.grant,
+        ))
+    }
+}
+
 #[Object]
 impl Environment {
     async fn id(&self) -> ID {
@@ -182,8 +203,12 @@ impl Environment {
         self.0.environment.executor.into()
     }
     /// container image for DOCKER and KUBERNETES
-    async fn image(&self) -> Option<&str> {
-        self.0.environment.image.as_deref()
+    async fn image(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        Ok(if self.viewable(ctx)? {
+            self.0.environment.image.as_deref()
+        } else {
+            None
+        })
     }
     async fn resources(&self) -> Resources {
         let e = &self.0.environment;
@@ -196,15 +221,23 @@ impl Environment {
         }
     }
     /// executor-specific settings, validated when the environment is created
-    async fn config(&self) -> Json<serde_json::Value> {
-        Json(self.0.environment.config.clone())
+    async fn config(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<serde_json::Value>> {
+        Ok(Json(if self.viewable(ctx)? {
+            self.0.environment.config.clone()
+        } else {
+            serde_json::json!({})
+        }))
     }
     async fn status(&self) -> EnvironmentStatus {
         self.0.environment.status.into()
     }
     /// Why the environment FAILED, in words a person understands.
-    async fn status_reason(&self) -> Option<&str> {
-        self.0.environment.status_reason.as_deref()
+    async fn status_reason(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        Ok(if self.viewable(ctx)? {
+            self.0.environment.status_reason.as_deref()
+        } else {
+            None
+        })
     }
     async fn owner(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
         Ok(user_by_id(ctx, self.0.environment.owner_id).await?)
@@ -357,5 +390,47 @@ impl From<credentials::Model> for Credential {
             created_at: model.created_at,
             owner_id: model.owner_id,
         }
+    }
+}
+
+/// One entry of the audit log: a mutation or a login attempt. Holds no
+/// argument values (no passwords, tokens or credential values).
+pub struct AuditEvent(pub audit_events::Model);
+
+#[Object]
+impl AuditEvent {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    /// The signed-in caller; null for anonymous calls, failed logins and
+    /// deleted users.
+    async fn actor(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        let Some(id) = self.0.actor_id else {
+            return Ok(None);
+        };
+        Ok(crate::error::found(user_by_id(ctx, id).await)?)
+    }
+    /// The caller's email at the time (for a login: the email tried).
+    async fn actor_email(&self) -> Option<&str> {
+        self.0.actor_email.as_deref()
+    }
+    /// The mutation's name (`createRun`, `login`, …).
+    async fn action(&self) -> &str {
+        &self.0.action
+    }
+    /// The id of the object acted on (or created), or a login's email.
+    async fn object(&self) -> Option<&str> {
+        self.0.object.as_deref()
+    }
+    /// `SUCCESS`, or the error's `extensions.code` (`FORBIDDEN`, …).
+    async fn outcome(&self) -> &str {
+        &self.0.outcome
+    }
+    /// The client's IP address, when known.
+    async fn client_address(&self) -> Option<&str> {
+        self.0.client_addr.as_deref()
     }
 }

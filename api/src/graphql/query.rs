@@ -3,13 +3,17 @@
 use async_graphql::{Context, ID, Object};
 use playground_policies::{Action, Kind};
 
-use super::connection::{EnvironmentConnection, ProgramConnection, RunConnection};
+use super::connection::{
+    AuditEventConnection, EnvironmentConnection, ProgramConnection, RunConnection,
+};
 use super::enums::RunStatus;
-use super::objects::{ApiToken, Credential, Environment, ExecutorInfo, Program, Run, User};
+use super::objects::{
+    ApiToken, AuditEvent, Credential, Environment, ExecutorInfo, Program, Run, User,
+};
 use super::{app, principal};
 use crate::authz;
 use crate::services::pagination::page_request;
-use crate::services::{environments, programs, runs, users};
+use crate::services::{audit, environments, programs, runs, users};
 use crate::validation;
 use playground_executors::Health;
 
@@ -168,5 +172,28 @@ impl QueryRoot {
             .into_iter()
             .map(ApiToken)
             .collect())
+    }
+
+    /// admin only: the audit log (every mutation and login attempt), newest
+    /// first. `actor` is a user id; `action` a mutation name (`createRun`,
+    /// `login`, …); `object` an object id or a login's email.
+    async fn audit_events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        actor: Option<ID>,
+        action: Option<String>,
+        object: Option<String>,
+    ) -> async_graphql::Result<AuditEventConnection> {
+        let principal = principal(ctx)?;
+        let page = page_request(first, after)?;
+        let filter = audit::AuditFilter {
+            actor_id: actor.map(|id| validation::id("actor", &id)).transpose()?,
+            action,
+            object,
+        };
+        let page = audit::list(app(ctx), principal, filter, page).await?;
+        Ok(AuditEventConnection::from_page(page, |e| e.id, AuditEvent))
     }
 }

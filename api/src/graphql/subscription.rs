@@ -10,6 +10,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::objects::{LogLine, RunStatusEvent};
 use super::{app, principal};
 use crate::events::{RunEvent, StatusEvent};
+use crate::limits::SubscriptionSlot;
 use crate::services::runs;
 use crate::validation;
 
@@ -39,6 +40,19 @@ fn snapshot(run: playground_entities::runs::Model) -> StatusEvent {
     }
 }
 
+/// A slot among the user's open subscriptions (`RATE_LIMITED` over the
+/// limit); the stream holds it, so it is freed when the subscription
+/// completes, is stopped, or its connection closes.
+fn subscription_slot(
+    app: &crate::app::App,
+    principal: &crate::auth::Principal,
+) -> async_graphql::Result<SubscriptionSlot> {
+    Ok(app.subscriptions.acquire(
+        principal.id(),
+        app.config.hardening.max_subscriptions_per_user,
+    )?)
+}
+
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// the current status at once, then every change; completes after a terminal status
@@ -51,9 +65,11 @@ impl SubscriptionRoot {
         let principal = principal(ctx)?.clone();
         let run_id = validation::id("runId", &run_id)?;
         runs::load(&app, &principal, run_id).await?;
+        let slot = subscription_slot(&app, &principal)?;
         let mut events = app.hub.subscribe(run_id);
         let run = runs::load(&app, &principal, run_id).await?.run;
         Ok(async_stream::stream! {
+            let _slot = slot;
             let mut last = snapshot(run);
             yield RunStatusEvent::from(last.clone());
             while !last.status.is_terminal() {
@@ -95,7 +111,9 @@ impl SubscriptionRoot {
             .status
             .is_terminal();
         let mut last_seq = i64::from(after_seq.unwrap_or(0).max(0));
+        let slot = subscription_slot(&app, &principal)?;
         Ok(async_stream::stream! {
+            let _slot = slot;
             loop {
                 // Catch up from the database.
                 loop {

@@ -2,6 +2,7 @@
 //! [`App`](crate::app::App) and the caller. GraphQL resolvers are thin
 //! wrappers around these; every function checks authorization first.
 
+pub mod audit;
 pub mod credentials;
 pub mod environments;
 pub mod pagination;

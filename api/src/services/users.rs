@@ -1,6 +1,8 @@
 //! Users and their credentials: login, the first-start admin, user
 //! management for admins, and API tokens.
 
+use std::net::IpAddr;
+
 use chrono::Utc;
 use playground_entities::{Role, api_tokens, users};
 use playground_policies::{Action, Kind};
@@ -16,9 +18,19 @@ use crate::authz;
 use crate::error::{ApiError, ApiResult, InternalContext};
 use crate::validation;
 
-/// Checks a password and issues a session token.
-pub async fn login(app: &App, email: &str, password: &str) -> ApiResult<(String, users::Model)> {
+/// Checks a password and issues a session token, for a client at `client`.
+/// Failed attempts are counted per email and per client address (in memory,
+/// per process: see `limits`); over the limit, attempts are refused with
+/// `RATE_LIMITED` before the password is checked. A success clears the
+/// email's count.
+pub async fn login_from(
+    app: &App,
+    client: Option<IpAddr>,
+    email: &str,
+    password: &str,
+) -> ApiResult<(String, users::Model)> {
     let email = email.trim().to_lowercase().replace('\0', "");
+    app.login_limiter.check(&email, client)?;
     let user = users::Entity::find()
         .filter(users::Column::Email.eq(&email))
         .one(&app.read)
@@ -32,10 +44,16 @@ pub async fn login(app: &App, email: &str, password: &str) -> ApiResult<(String,
         .await
         .internal("verifying a password")?;
     match user {
-        Some(user) if matches => Ok((app.authenticator.issue(user.id)?, user)),
-        _ => Err(ApiError::unauthenticated(
-            "wrong email or password: check both and try again",
-        )),
+        Some(user) if matches => {
+            app.login_limiter.record_success(&email);
+            Ok((app.authenticator.issue(user.id)?, user))
+        }
+        _ => {
+            app.login_limiter.record_failure(&email, client);
+            Err(ApiError::unauthenticated(
+                "wrong email or password: check both and try again",
+            ))
+        }
     }
 }
 
