@@ -98,7 +98,10 @@ pub fn tags(values: Option<Vec<String>>) -> ApiResult<Vec<String>> {
 }
 
 /// A program file path: relative, `/`-separated, no `.`/`..` or empty
-/// components, no backslashes or control characters.
+/// components, no backslashes or control characters (NUL included).
+/// Files arrive as JSON content (text or base64), never as archives or
+/// file-system entries, so a symlink, hard link or device file cannot be
+/// uploaded: every path becomes a regular file the server writes itself.
 pub fn path(value: &str) -> ApiResult<String> {
     let bad = |why: &str| {
         ApiError::bad_input(format!(
@@ -349,6 +352,15 @@ mod tests {
             "a\\b",
             "a/",
             "a\nb",
+            "a\0b",
+            "\0",
+            "..",
+            ".",
+            "a/..",
+            "a/./b",
+            "//server/share",
+            "C:\\x",
+            "\\\\server\\share",
         ] {
             assert!(path(bad).is_err(), "{bad:?} should be rejected");
         }
@@ -376,6 +388,213 @@ mod tests {
         assert_eq!(email(" Ada@Example.com ").unwrap(), "ada@example.com");
         for bad in ["", "ada", "@x", "a@", "a b@c", "a@b@c"] {
             assert!(email(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    mod properties {
+        //! Arbitrary input to every check: no panic, and what is accepted
+        //! keeps the promised shape.
+
+        use clap::Parser;
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        #[derive(Parser)]
+        struct LimitsOnly {
+            #[command(flatten)]
+            limits: Limits,
+        }
+
+        fn limits() -> Limits {
+            LimitsOnly::parse_from(["test"]).limits
+        }
+
+        /// Text of the kind that breaks path and name checks: separators,
+        /// dots, NUL and other control characters, non-ASCII, any length.
+        fn hostile_text() -> impl Strategy<Value = String> {
+            let pieces = prop_oneof![
+                Just("..".to_owned()),
+                Just(".".to_owned()),
+                Just("/".to_owned()),
+                Just("\\".to_owned()),
+                Just("\0".to_owned()),
+                Just("\n".to_owned()),
+                Just(" ".to_owned()),
+                Just("C:".to_owned()),
+                Just("ü".to_owned()),
+                Just("\u{202e}".to_owned()),
+                Just("\u{fffd}".to_owned()),
+                "[a-z]{1,8}",
+            ];
+            prop_oneof![
+                4 => any::<String>(),
+                4 => proptest::collection::vec(pieces, 0..24).prop_map(|p| p.concat()),
+                2 => proptest::collection::vec(any::<u8>(), 0..512)
+                    .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+                1 => "[a./]{1000,1100}",
+                1 => (0usize..70_000).prop_map(|n| "x".repeat(n)),
+            ]
+        }
+
+        fn assert_safe_path(accepted: &str) {
+            assert!(!accepted.is_empty());
+            assert!(accepted.len() <= MAX_PATH_BYTES, "{accepted:?}");
+            assert!(!accepted.starts_with('/'), "{accepted:?}");
+            assert!(!accepted.contains('\\'), "{accepted:?}");
+            assert!(!accepted.contains('\0'), "{accepted:?}");
+            assert!(!accepted.chars().any(char::is_control), "{accepted:?}");
+            for component in accepted.split('/') {
+                assert!(
+                    !matches!(component, "" | "." | ".."),
+                    "{accepted:?} has a {component:?} component"
+                );
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn accepted_paths_stay_inside_the_program(value in hostile_text()) {
+                if let Ok(accepted) = path(&value) {
+                    prop_assert_eq!(&accepted, &value);
+                    assert_safe_path(&accepted);
+                }
+            }
+
+            #[test]
+            fn paths_built_from_components(
+                components in proptest::collection::vec(
+                    prop_oneof![Just(".."), Just("."), Just(""), Just("a"), Just("b.py"), Just("a\\b"), Just("\0")],
+                    1..8,
+                ),
+                absolute in any::<bool>(),
+            ) {
+                let value = format!("{}{}", if absolute { "/" } else { "" }, components.join("/"));
+                let accepted = path(&value);
+                let clean = !absolute
+                    && components.iter().all(|c| matches!(*c, "a" | "b.py"));
+                prop_assert_eq!(accepted.is_ok(), clean, "{:?}", value);
+            }
+
+            #[test]
+            fn names_are_trimmed_bounded_and_nul_free(field in "[a-z]{0,10}", value in hostile_text()) {
+                let _ = no_nul(&field, &value);
+                if let Ok(accepted) = name(&field, &value) {
+                    let n_chars = accepted.chars().count();
+                    prop_assert!((1..=MAX_NAME_CHARS).contains(&n_chars));
+                    prop_assert_eq!(accepted.trim(), accepted.as_str());
+                    prop_assert!(!accepted.contains('\0'));
+                }
+                if let Ok(accepted) = description(Some(value.clone())) {
+                    prop_assert!(!accepted.contains('\0'));
+                    prop_assert!(accepted.chars().count() <= MAX_DESCRIPTION_CHARS);
+                }
+                let _ = password(&value);
+            }
+
+            #[test]
+            fn tags_are_bounded_distinct_and_nul_free(
+                values in proptest::option::of(proptest::collection::vec(hostile_text(), 0..30)),
+            ) {
+                if let Ok(accepted) = tags(values) {
+                    prop_assert!(accepted.len() <= MAX_TAGS);
+                    let distinct: HashSet<&String> = accepted.iter().collect();
+                    prop_assert_eq!(distinct.len(), accepted.len());
+                    for tag in &accepted {
+                        prop_assert!((1..=MAX_TAG_CHARS).contains(&tag.chars().count()));
+                        prop_assert!(!tag.contains('\0'));
+                    }
+                }
+            }
+
+            #[test]
+            fn env_var_names_match_the_pattern(value in hostile_text()) {
+                if let Ok(accepted) = env_var_name("env", &value) {
+                    let mut chars = accepted.chars();
+                    let first = chars.next().unwrap();
+                    prop_assert!(first.is_ascii_alphabetic() || first == '_');
+                    prop_assert!(chars.all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                    prop_assert!(accepted.len() <= 256);
+                }
+            }
+
+            #[test]
+            fn args_are_bounded_and_nul_free(
+                values in proptest::option::of(proptest::collection::vec(hostile_text(), 0..40)),
+            ) {
+                if let Ok(accepted) = args(values) {
+                    prop_assert!(accepted.len() <= MAX_ARGS);
+                    for arg in &accepted {
+                        prop_assert!(arg.len() <= MAX_ARG_BYTES && !arg.contains('\0'));
+                    }
+                }
+            }
+
+            #[test]
+            fn emails_and_ids_never_panic(value in hostile_text()) {
+                if let Ok(accepted) = email(&value) {
+                    prop_assert_eq!(accepted.matches('@').count(), 1);
+                    prop_assert!(!accepted.contains(char::is_whitespace));
+                    prop_assert!(!accepted.contains('\0'));
+                }
+                if let Ok(uuid) = id("id", &value) {
+                    prop_assert_eq!(Uuid::parse_str(&value).ok(), Some(uuid));
+                }
+            }
+
+            #[test]
+            fn file_sets_and_entrypoints(
+                drafts in proptest::collection::vec(
+                    (
+                        hostile_text(),
+                        proptest::option::of(".{0,64}"),
+                        proptest::option::of(prop_oneof!["[A-Za-z0-9+/=]{0,64}", ".{0,32}"]),
+                    ),
+                    0..12,
+                ),
+                entry in hostile_text(),
+            ) {
+                let limits = limits();
+                let drafts: Vec<FileDraft> = drafts
+                    .into_iter()
+                    .map(|(path, content, content_base64)| FileDraft { path, content, content_base64 })
+                    .collect();
+                if let Ok(checked) = files(drafts, &limits) {
+                    prop_assert!(!checked.is_empty() && checked.len() <= limits.max_files);
+                    let distinct: HashSet<&str> = checked.iter().map(|f| f.path.as_str()).collect();
+                    prop_assert_eq!(distinct.len(), checked.len());
+                    for file in &checked {
+                        assert_safe_path(&file.path);
+                    }
+                    let paths = || checked.iter().map(|f| f.path.as_str());
+                    if let Ok(accepted) = entrypoint(&entry, paths()) {
+                        prop_assert!(paths().any(|p| p == accepted));
+                    }
+                    let first = checked[0].path.clone();
+                    prop_assert_eq!(entrypoint(&first, paths()).ok(), Some(first));
+                }
+            }
+
+            #[test]
+            fn resources_are_positive_and_within_the_maxima(
+                memory_mb in proptest::option::of(any::<i32>()),
+                cpu_millis in proptest::option::of(any::<i32>()),
+                timeout_seconds in proptest::option::of(any::<i32>()),
+                max_log_bytes in proptest::option::of(any::<i32>()),
+                pids in proptest::option::of(any::<i32>()),
+            ) {
+                let limits = limits();
+                let draft = ResourceDraft { memory_mb, cpu_millis, timeout_seconds, max_log_bytes, pids };
+                if let Ok(checked) = resources(draft, &limits) {
+                    prop_assert!((1..=limits.max_memory_mb).contains(&checked.memory_mb));
+                    prop_assert!((1..=limits.max_cpu_millis).contains(&checked.cpu_millis));
+                    prop_assert!((1..=limits.max_timeout_seconds).contains(&checked.timeout_seconds));
+                    prop_assert!((1..=limits.max_log_bytes).contains(&checked.max_log_bytes));
+                    prop_assert!((1..=limits.max_pids).contains(&checked.pids));
+                }
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 #[macro_use]
 mod support;
 
+mod attacks;
 mod audit;
 mod auth;
 mod bad_input;
