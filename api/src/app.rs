@@ -39,6 +39,8 @@ pub struct App {
     pub scheduler: Scheduler,
     /// Encrypts credential values at rest.
     pub vault: Vault,
+    /// Grants read for decisions (kept only with SQLite).
+    pub grants: crate::authz::GrantCache,
     /// Failed logins per account and address (in memory, per process).
     pub login_limiter: LoginLimiter,
     /// Open subscriptions per user (in memory, per process).
@@ -88,6 +90,11 @@ impl App {
         );
         let registry = crate::plugins::registry(&config, &stable_id)?;
         let read = crate::db::readers(&config.database, &db).await?;
+        let grants = crate::authz::GrantCache::new(!crate::db::is_postgres(&db));
+        grants
+            .preload(&read)
+            .await
+            .context("loading the grants into memory")?;
         let login_limiter = LoginLimiter::new(
             config.hardening.login_max_failures_per_account,
             config.hardening.login_max_failures_per_address,
@@ -95,6 +102,7 @@ impl App {
         );
         Ok(Arc::new(App {
             vault: Vault::new(&vault_key),
+            grants,
             login_limiter,
             subscriptions: SubscriptionSlots::default(),
             db,

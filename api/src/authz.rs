@@ -1,9 +1,13 @@
 //! Authorization: every resolver asks here. A decision is one indexed grant
-//! lookup plus one Casbin enforcement over the small fixed policy.
+//! lookup plus one Casbin enforcement over the small fixed policy (whose
+//! answers the `Authorizer` keeps in a table). On SQLite, where one server
+//! owns the database, grants read are kept in memory and forgotten when a
+//! grant on the asset changes; with PostgreSQL other servers change grants
+//! too, so every decision reads the table.
 
 use playground_entities::grants;
 use playground_policies::{Action, Grant, Kind};
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::app::App;
@@ -37,7 +41,159 @@ pub async fn effective_grant(app: &App, principal: &Principal, asset_id: Uuid) -
     if principal.is_admin() {
         return Ok(Grant::Admin);
     }
-    Ok(grant_of(&app.read, principal.id(), asset_id).await?)
+    Ok(app.grants.get(&app.read, principal.id(), asset_id).await?)
+}
+
+/// The grants table in memory (see the module's doc): loaded whole at
+/// start when it is not too large, kept in step by the writers, which
+/// `forget` an asset after changing its grants (it is read again, whole, on
+/// its next decision).
+pub struct GrantCache {
+    enabled: bool,
+    inner: std::sync::Mutex<CachedGrants>,
+}
+
+#[derive(Default)]
+struct CachedGrants {
+    by_asset: std::collections::HashMap<Uuid, std::collections::HashMap<Uuid, Grant>>,
+    n: usize,
+    /// Bumped by every change, so a read that raced one is not kept.
+    generation: u64,
+    /// Every grant of the table is here, but for the `stale` assets': an
+    /// asset absent from `by_asset` has no grants.
+    complete: bool,
+    stale: std::collections::HashSet<Uuid>,
+}
+
+/// Most grants kept; past it the cache keeps only what it reads.
+const MAX_CACHED_GRANTS: usize = 1_000_000;
+
+impl GrantCache {
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            inner: Default::default(),
+        }
+    }
+
+    /// Loads the whole grants table when it has at most
+    /// `MAX_CACHED_GRANTS` rows.
+    pub async fn preload(&self, db: &sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+        use sea_orm::{PaginatorTrait, QuerySelect};
+        if !self.enabled {
+            return Ok(());
+        }
+        let generation = self.inner.lock().expect("grants lock").generation;
+        if grants::Entity::find().count(db).await? as usize > MAX_CACHED_GRANTS {
+            return Ok(());
+        }
+        let rows: Vec<(Uuid, Uuid, i16)> = grants::Entity::find()
+            .select_only()
+            .column(grants::Column::AssetId)
+            .column(grants::Column::UserId)
+            .column(grants::Column::Permission)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let mut inner = self.inner.lock().expect("grants lock");
+        if inner.generation != generation {
+            return Ok(());
+        }
+        inner.by_asset.clear();
+        inner.stale.clear();
+        inner.n = rows.len();
+        for (asset, user, permission) in rows {
+            inner
+                .by_asset
+                .entry(asset)
+                .or_default()
+                .insert(user, grant_from_i16(permission));
+        }
+        inner.complete = true;
+        Ok(())
+    }
+
+    /// What `user_id` holds on `asset_id`.
+    pub async fn get(
+        &self,
+        db: &sea_orm::DatabaseConnection,
+        user_id: Uuid,
+        asset_id: Uuid,
+    ) -> Result<Grant, sea_orm::DbErr> {
+        if !self.enabled {
+            return grant_of(db, user_id, asset_id).await;
+        }
+        let (generation, complete) = {
+            let inner = self.inner.lock().expect("grants lock");
+            if let Some(grant) = inner.by_asset.get(&asset_id).and_then(|u| u.get(&user_id)) {
+                return Ok(*grant);
+            }
+            if inner.complete && !inner.stale.contains(&asset_id) {
+                return Ok(Grant::None);
+            }
+            (inner.generation, inner.complete)
+        };
+        if !complete {
+            let grant = grant_of(db, user_id, asset_id).await?;
+            let mut inner = self.inner.lock().expect("grants lock");
+            if inner.generation == generation && !inner.complete {
+                if inner.n >= MAX_CACHED_GRANTS {
+                    inner.by_asset.clear();
+                    inner.n = 0;
+                }
+                if inner
+                    .by_asset
+                    .entry(asset_id)
+                    .or_default()
+                    .insert(user_id, grant)
+                    .is_none()
+                {
+                    inner.n += 1;
+                }
+            }
+            return Ok(grant);
+        }
+        // A stale asset: read all its grants again.
+        let rows = grants::Entity::find()
+            .filter(grants::Column::AssetId.eq(asset_id))
+            .all(db)
+            .await?;
+        let users: std::collections::HashMap<Uuid, Grant> = rows
+            .into_iter()
+            .map(|g| (g.user_id, grant_from_i16(g.permission)))
+            .collect();
+        let grant = users.get(&user_id).copied().unwrap_or(Grant::None);
+        let mut inner = self.inner.lock().expect("grants lock");
+        if inner.generation == generation && inner.complete {
+            if inner.n + users.len() > MAX_CACHED_GRANTS {
+                // Too many to keep whole: keep only what is read from now on.
+                *inner = CachedGrants {
+                    generation: inner.generation + 1,
+                    ..Default::default()
+                };
+            } else {
+                inner.n += users.len();
+                if !users.is_empty() {
+                    inner.by_asset.insert(asset_id, users);
+                }
+                inner.stale.remove(&asset_id);
+            }
+        }
+        Ok(grant)
+    }
+
+    /// Forgets what is known of an asset's grants; called after a change to
+    /// them is committed.
+    pub fn forget(&self, asset_id: Uuid) {
+        let mut inner = self.inner.lock().expect("grants lock");
+        if let Some(users) = inner.by_asset.remove(&asset_id) {
+            inner.n -= users.len();
+        }
+        if inner.complete {
+            inner.stale.insert(asset_id);
+        }
+        inner.generation += 1;
+    }
 }
 
 /// What the grants table says a user holds on an asset: one primary-key

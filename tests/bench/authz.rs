@@ -1,8 +1,12 @@
 //! The cost of one authorization decision as the grants table grows: the
-//! server's path (one primary-key lookup in `grants` through the read-only
-//! SQLite connections, then one Casbin enforcement over the fixed policy),
-//! timed over many random decisions at 1,000, 10,000 and 100,000 grants.
-//! Peers in the same run: the Casbin enforcement alone and the lookup alone.
+//! server's path (the grant from the server's grant cache, else one
+//! primary-key lookup in `grants` through the read-only SQLite connections;
+//! then the Casbin decision over the fixed policy), timed over many random
+//! decisions at 1,000, 10,000 and 100,000 grants, the cache loaded as the
+//! server loads it at start: the first time each question is asked, then the
+//! same questions again. Peers in the same run: the table lookup alone (what
+//! every decision costs without the cache, as with PostgreSQL) and Casbin's
+//! own enforcement alone.
 //!
 //! Run: `cargo bench -p playground-api --bench authz`
 //! Env: BENCH_DECISIONS (default 20000).
@@ -10,7 +14,7 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use playground_api::authz::{grant_of, grant_to_i16};
+use playground_api::authz::{GrantCache, grant_of, grant_to_i16};
 use playground_api::config::DatabaseConfig;
 use playground_entities::{AssetKind, Role as StoredRole, grants, users};
 use playground_policies::{Action, Authorizer, Grant, Kind, Role};
@@ -69,8 +73,10 @@ async fn main() {
 
     println!("machine: {}", machine());
     println!("\n{n_decisions} random decisions (half on granted assets), SQLite");
-    println!("| grants | decision µs | lookup alone µs | Casbin alone µs |");
-    println!("|---|---|---|---|");
+    println!(
+        "| grants | decision, first time µs | decision, again µs | table lookup alone µs | Casbin enforcement alone µs |"
+    );
+    println!("|---|---|---|---|---|");
     let mut granted: Vec<(Uuid, Uuid)> = Vec::new();
     let mut random = Lcg(42);
     for target in [1_000usize, 10_000, 100_000] {
@@ -109,19 +115,28 @@ async fn main() {
                 }
             })
             .collect();
-        let started = Instant::now();
-        let mut allowed = 0usize;
-        for (user, asset) in &questions {
-            let grant = grant_of(&read, *user, *asset).await.unwrap();
-            allowed += usize::from(authorizer.allows(
-                Role::Developer,
-                Kind::Program,
-                Action::Execute,
-                grant,
-            ));
-        }
-        let decision = started.elapsed().as_secs_f64() / n_decisions as f64 * 1e6;
-        assert!(allowed >= n_decisions / 2, "the granted half is allowed");
+        let cache = GrantCache::new(true);
+        cache.preload(&read).await.unwrap();
+        let decide = async |questions: &[(Uuid, Uuid)]| {
+            let started = Instant::now();
+            let mut allowed = 0usize;
+            for (user, asset) in questions {
+                let grant = cache.get(&read, *user, *asset).await.unwrap();
+                allowed += usize::from(authorizer.allows(
+                    Role::Developer,
+                    Kind::Program,
+                    Action::Execute,
+                    grant,
+                ));
+            }
+            assert!(
+                allowed >= questions.len() / 2,
+                "the granted half is allowed"
+            );
+            started.elapsed().as_secs_f64() / questions.len() as f64 * 1e6
+        };
+        let cold = decide(&questions).await;
+        let warm = decide(&questions).await;
 
         let started = Instant::now();
         for (user, asset) in &questions {
@@ -136,7 +151,7 @@ async fn main() {
             } else {
                 Grant::None
             };
-            std::hint::black_box(authorizer.allows(
+            std::hint::black_box(authorizer.enforce_now(
                 Role::Developer,
                 Kind::Program,
                 Action::Execute,
@@ -144,6 +159,6 @@ async fn main() {
             ));
         }
         let casbin = started.elapsed().as_secs_f64() / n_decisions as f64 * 1e6;
-        println!("| {target} | {decision:.1} | {lookup:.1} | {casbin:.2} |");
+        println!("| {target} | {cold:.1} | {warm:.2} | {lookup:.1} | {casbin:.2} |");
     }
 }

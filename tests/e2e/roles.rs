@@ -417,3 +417,85 @@ e2e_test!(
         );
     }
 );
+
+db_test!(
+    shares_hold_across_a_restart_and_changes_apply_at_once,
+    |db| async move {
+        let mut app = db.start(TestApp::builder()).await;
+        let owner = app.create_user("dev@example.com", "DEVELOPER").await;
+        let partner = app.create_user("partner@example.com", "DEVELOPER").await;
+        let outsider = app.create_user("outsider@example.com", "DEVELOPER").await;
+        let assets = make_assets(&app, &owner, "kept").await;
+        share(
+            &app,
+            &owner,
+            &assets.program_id,
+            "partner@example.com",
+            "EDIT",
+        )
+        .await;
+        // Asked once before the restart, so any answer kept in memory is warm.
+        assert_eq!(
+            get_program(&app, &partner, &assets.program_id).await["myPermission"],
+            "EDIT"
+        );
+        app.stop().await;
+
+        // A new server reads the grants the database holds.
+        let app = db.start(TestApp::builder()).await;
+        let partner = app.login("partner@example.com", USER_PASSWORD).await;
+        let outsider_again = app.login("outsider@example.com", USER_PASSWORD).await;
+        let owner = app.login("dev@example.com", USER_PASSWORD).await;
+        drop(outsider);
+        assert_eq!(
+            get_program(&app, &partner, &assets.program_id).await["myPermission"],
+            "EDIT"
+        );
+        assert!(visibility(&app, &outsider_again, &assets).await["program"].is_null());
+        assert_eq!(
+            get_program(&app, &owner, &assets.program_id).await["myPermission"],
+            "ADMIN"
+        );
+
+        // A change applies to the very next decision, both ways.
+        share(
+            &app,
+            &owner,
+            &assets.program_id,
+            "outsider@example.com",
+            "VIEW",
+        )
+        .await;
+        assert_eq!(
+            visibility(&app, &outsider_again, &assets).await["program"]["myPermission"],
+            "VIEW"
+        );
+        share(
+            &app,
+            &owner,
+            &assets.program_id,
+            "partner@example.com",
+            "VIEW",
+        )
+        .await;
+        assert_eq!(
+            get_program(&app, &partner, &assets.program_id).await["myPermission"],
+            "VIEW"
+        );
+        let data = app
+            .gql_ok(
+                Some(&owner),
+                UNSHARE,
+                json!({ "asset": assets.program_id, "email": "partner@example.com" }),
+            )
+            .await;
+        assert_eq!(data["unshareAsset"], true);
+        assert!(visibility(&app, &partner, &assets).await["program"].is_null());
+        // A program created after the start is its owner's at once.
+        let fresh = create_program_named(&app, &owner, "fresh").await;
+        assert_eq!(
+            get_program(&app, &owner, &fresh).await["myPermission"],
+            "ADMIN"
+        );
+    }
+);

@@ -120,6 +120,7 @@ pub async fn create(
     .insert(&txn)
     .await?;
     txn.commit().await?;
+    app.grants.forget(environment.id);
     spawn_prepare(app.clone(), environment.clone());
     Ok(EnvironmentView {
         environment,

@@ -105,6 +105,7 @@ pub async fn create(app: &App, principal: &Principal, input: NewProgram) -> ApiR
     .insert(&txn)
     .await?;
     txn.commit().await?;
+    app.grants.forget(program_id);
     Ok(ProgramView {
         program,
         grant: Grant::Admin,

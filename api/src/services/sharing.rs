@@ -88,6 +88,7 @@ pub async fn share(
     )
     .exec(&app.db)
     .await?;
+    app.grants.forget(asset_id);
     Ok(true)
 }
 
@@ -113,5 +114,6 @@ pub async fn unshare(
         .exec(&app.db)
         .await?
         .rows_affected;
+    app.grants.forget(asset_id);
     Ok(n_removed > 0)
 }
