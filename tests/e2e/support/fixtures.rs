@@ -153,8 +153,8 @@ pub async fn cancel_run(app: &TestApp, token: &str, id: &str) -> Value {
     app.gql_ok(Some(token), &query, json!({ "id": id })).await["cancelRun"].clone()
 }
 
-/// What a run that was just created looks like. Runs are not executed yet (issue 2), so a new
-/// run stays QUEUED; when execution arrives, this is the one place to adapt.
+/// What a run that was just created looks like on a server that executes nothing (the test
+/// servers' concurrency is 0 unless a test asks for more): QUEUED, attempt 1, not started.
 pub fn assert_run_waiting(run: &Value) {
     assert_eq!(run["status"], "QUEUED", "a new run is QUEUED: {run}");
     assert_eq!(run["attempt"], 1, "a new run is attempt 1: {run}");
