@@ -39,6 +39,8 @@ pub struct App {
     pub scheduler: Scheduler,
     /// Encrypts credential values at rest.
     pub vault: Vault,
+    /// Stores audit rows in batches.
+    pub audit: crate::services::audit::AuditWriter,
     /// Grants read for decisions (kept only with SQLite).
     pub grants: crate::authz::GrantCache,
     /// Failed logins per account and address (in memory, per process).
@@ -103,6 +105,7 @@ impl App {
         Ok(Arc::new(App {
             vault: Vault::new(&vault_key),
             grants,
+            audit: crate::services::audit::AuditWriter::spawn(db.clone()),
             login_limiter,
             subscriptions: SubscriptionSlots::default(),
             db,
