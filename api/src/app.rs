@@ -41,7 +41,7 @@ pub struct App {
     pub vault: Vault,
     /// Stores audit rows in batches.
     pub audit: crate::services::audit::AuditWriter,
-    /// Grants read for decisions (kept only with SQLite).
+    /// The grants table in memory (only with SQLite).
     pub grants: crate::authz::GrantCache,
     /// Failed logins per account and address (in memory, per process).
     pub login_limiter: LoginLimiter,
@@ -92,11 +92,14 @@ impl App {
         );
         let registry = crate::plugins::registry(&config, &stable_id)?;
         let read = crate::db::readers(&config.database, &db).await?;
-        let grants = crate::authz::GrantCache::new(!crate::db::is_postgres(&db));
-        grants
-            .preload(&read)
-            .await
-            .context("loading the grants into memory")?;
+        // With PostgreSQL other servers change grants too: no cache.
+        let grants = crate::authz::GrantCache::new();
+        if !crate::db::is_postgres(&db) {
+            grants
+                .preload(&read)
+                .await
+                .context("loading the grants into memory")?;
+        }
         let login_limiter = LoginLimiter::new(
             config.hardening.login_max_failures_per_account,
             config.hardening.login_max_failures_per_address,

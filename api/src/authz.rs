@@ -45,45 +45,52 @@ pub async fn effective_grant(app: &App, principal: &Principal, asset_id: Uuid) -
 }
 
 /// The grants table in memory (see the module's doc): loaded whole at
-/// start when it is not too large, kept in step by the writers, which
-/// `forget` an asset after changing its grants (it is read again, whole, on
-/// its next decision).
+/// start, kept in step by the writers, which `forget` an asset after
+/// changing its grants (it is read again, whole, on its next decision). A
+/// table too large to keep is not cached: every decision reads it.
 pub struct GrantCache {
-    enabled: bool,
+    enabled: std::sync::atomic::AtomicBool,
     inner: std::sync::Mutex<CachedGrants>,
 }
 
 #[derive(Default)]
 struct CachedGrants {
+    /// Every grant of the table, but for the `stale` assets': an asset
+    /// absent from here has no grants.
     by_asset: std::collections::HashMap<Uuid, std::collections::HashMap<Uuid, Grant>>,
     n: usize,
     /// Bumped by every change, so a read that raced one is not kept.
     generation: u64,
-    /// Every grant of the table is here, but for the `stale` assets': an
-    /// asset absent from `by_asset` has no grants.
-    complete: bool,
     stale: std::collections::HashSet<Uuid>,
 }
 
-/// Most grants kept; past it the cache keeps only what it reads.
+/// Most grants kept; a larger table is not cached.
 const MAX_CACHED_GRANTS: usize = 1_000_000;
 
 impl GrantCache {
-    pub fn new(enabled: bool) -> Self {
+    /// A cache that answers nothing until [`GrantCache::preload`] fills it.
+    pub fn new() -> Self {
         Self {
-            enabled,
+            enabled: false.into(),
             inner: Default::default(),
         }
     }
 
-    /// Loads the whole grants table when it has at most
-    /// `MAX_CACHED_GRANTS` rows.
+    fn enabled(&self) -> bool {
+        self.enabled.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn disable(&self, inner: &mut CachedGrants) {
+        self.enabled
+            .store(false, std::sync::atomic::Ordering::Release);
+        *inner = CachedGrants::default();
+    }
+
+    /// Loads the whole grants table and answers from it from now on, when
+    /// it has at most `MAX_CACHED_GRANTS` rows. Only for a database no
+    /// other server writes to (SQLite).
     pub async fn preload(&self, db: &sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
         use sea_orm::{PaginatorTrait, QuerySelect};
-        if !self.enabled {
-            return Ok(());
-        }
-        let generation = self.inner.lock().expect("grants lock").generation;
         if grants::Entity::find().count(db).await? as usize > MAX_CACHED_GRANTS {
             return Ok(());
         }
@@ -96,12 +103,10 @@ impl GrantCache {
             .all(db)
             .await?;
         let mut inner = self.inner.lock().expect("grants lock");
-        if inner.generation != generation {
-            return Ok(());
-        }
-        inner.by_asset.clear();
-        inner.stale.clear();
-        inner.n = rows.len();
+        *inner = CachedGrants {
+            n: rows.len(),
+            ..Default::default()
+        };
         for (asset, user, permission) in rows {
             inner
                 .by_asset
@@ -109,7 +114,8 @@ impl GrantCache {
                 .or_default()
                 .insert(user, grant_from_i16(permission));
         }
-        inner.complete = true;
+        self.enabled
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -120,57 +126,33 @@ impl GrantCache {
         user_id: Uuid,
         asset_id: Uuid,
     ) -> Result<Grant, sea_orm::DbErr> {
-        if !self.enabled {
+        if !self.enabled() {
             return grant_of(db, user_id, asset_id).await;
         }
-        let (generation, complete) = {
+        let generation = {
             let inner = self.inner.lock().expect("grants lock");
-            if let Some(grant) = inner.by_asset.get(&asset_id).and_then(|u| u.get(&user_id)) {
-                return Ok(*grant);
+            if !inner.stale.contains(&asset_id) {
+                let users = inner.by_asset.get(&asset_id);
+                return Ok(users
+                    .and_then(|u| u.get(&user_id))
+                    .copied()
+                    .unwrap_or(Grant::None));
             }
-            if inner.complete && !inner.stale.contains(&asset_id) {
-                return Ok(Grant::None);
-            }
-            (inner.generation, inner.complete)
+            inner.generation
         };
-        if !complete {
-            let grant = grant_of(db, user_id, asset_id).await?;
-            let mut inner = self.inner.lock().expect("grants lock");
-            if inner.generation == generation && !inner.complete {
-                if inner.n >= MAX_CACHED_GRANTS {
-                    inner.by_asset.clear();
-                    inner.n = 0;
-                }
-                if inner
-                    .by_asset
-                    .entry(asset_id)
-                    .or_default()
-                    .insert(user_id, grant)
-                    .is_none()
-                {
-                    inner.n += 1;
-                }
-            }
-            return Ok(grant);
-        }
         // A stale asset: read all its grants again.
-        let rows = grants::Entity::find()
+        let users: std::collections::HashMap<Uuid, Grant> = grants::Entity::find()
             .filter(grants::Column::AssetId.eq(asset_id))
             .all(db)
-            .await?;
-        let users: std::collections::HashMap<Uuid, Grant> = rows
+            .await?
             .into_iter()
             .map(|g| (g.user_id, grant_from_i16(g.permission)))
             .collect();
         let grant = users.get(&user_id).copied().unwrap_or(Grant::None);
         let mut inner = self.inner.lock().expect("grants lock");
-        if inner.generation == generation && inner.complete {
+        if self.enabled() && inner.generation == generation {
             if inner.n + users.len() > MAX_CACHED_GRANTS {
-                // Too many to keep whole: keep only what is read from now on.
-                *inner = CachedGrants {
-                    generation: inner.generation + 1,
-                    ..Default::default()
-                };
+                self.disable(&mut inner);
             } else {
                 inner.n += users.len();
                 if !users.is_empty() {
@@ -185,14 +167,21 @@ impl GrantCache {
     /// Forgets what is known of an asset's grants; called after a change to
     /// them is committed.
     pub fn forget(&self, asset_id: Uuid) {
+        if !self.enabled() {
+            return;
+        }
         let mut inner = self.inner.lock().expect("grants lock");
         if let Some(users) = inner.by_asset.remove(&asset_id) {
             inner.n -= users.len();
         }
-        if inner.complete {
-            inner.stale.insert(asset_id);
-        }
+        inner.stale.insert(asset_id);
         inner.generation += 1;
+    }
+}
+
+impl Default for GrantCache {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

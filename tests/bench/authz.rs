@@ -115,7 +115,7 @@ async fn main() {
                 }
             })
             .collect();
-        let cache = GrantCache::new(true);
+        let cache = GrantCache::new();
         cache.preload(&read).await.unwrap();
         let decide = async |questions: &[(Uuid, Uuid)]| {
             let started = Instant::now();
