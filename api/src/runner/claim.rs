@@ -47,6 +47,7 @@ pub async fn claim(
             [runs::Entity],
             LockBehavior::SkipLocked,
         );
+        return claim_postgres(db, &candidates, owner, lease_until).await;
     }
     let now = Utc::now();
     runs::Entity::update_many()
@@ -57,6 +58,41 @@ pub async fn claim(
         .filter(runs::Column::Id.in_subquery(candidates.to_owned()))
         .filter(runs::Column::Status.eq(RunStatus::Queued))
         .exec_with_returning(db)
+        .await
+}
+
+/// PostgreSQL: the candidates are locked in a materialized CTE, evaluated
+/// exactly once. (As an `IN (subquery)`, the planner may scan the locking
+/// subquery again, and `SKIP LOCKED` then yields rows past its `LIMIT`:
+/// more runs claimed than slots.)
+async fn claim_postgres(
+    db: &DatabaseConnection,
+    candidates: &sea_orm::sea_query::SelectStatement,
+    owner: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<Vec<runs::Model>, DbErr> {
+    let (picked, values) = candidates.build(sea_orm::sea_query::PostgresQueryBuilder);
+    let mut values = values.0;
+    let first = values.len() + 1;
+    values.extend([
+        sea_orm::Value::from(RunStatus::Starting),
+        sea_orm::Value::from(owner.to_owned()),
+        sea_orm::Value::from(lease_until),
+        sea_orm::Value::from(Utc::now()),
+        sea_orm::Value::from(RunStatus::Queued),
+    ]);
+    let [status, lease_owner, lease_expires_at, updated_at, queued] =
+        std::array::from_fn(|i| format!("${}", first + i));
+    let sql = format!(
+        r#"WITH "picked" AS MATERIALIZED ({picked}) UPDATE "runs" SET "status" = {status}, "lease_owner" = {lease_owner}, "lease_expires_at" = {lease_expires_at}, "updated_at" = {updated_at} FROM "picked" WHERE "runs"."id" = "picked"."id" AND "runs"."status" = {queued} RETURNING "runs".*"#
+    );
+    runs::Entity::find()
+        .from_raw_sql(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .all(db)
         .await
 }
 
