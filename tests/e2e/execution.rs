@@ -2,7 +2,8 @@
 //! times, live logs through `runLogs` (20,000 lines, resuming with
 //! `afterSeq`), timeout, cancel, the memory limit, the log cap, traps and
 //! invalid modules, retries, Python in WASM, a restart and a SIGTERM with
-//! runs in flight, and two servers sharing one PostgreSQL queue.
+//! runs in flight, and two servers sharing one PostgreSQL queue; a new run
+//! starts at once when it can, without passing queued ones.
 
 use std::time::{Duration, Instant};
 
@@ -275,6 +276,59 @@ e2e_test!(
             )
             .await;
         assert_eq!(code, "CONFLICT", "a finished run cannot be cancelled again");
+    }
+);
+
+e2e_test!(
+    a_new_run_starts_at_once_when_a_slot_is_free_and_never_passes_queued_runs,
+    TestApp::builder().env("PLAYGROUND_WASM_CONCURRENCY", 1),
+    |app| async move {
+        let token = app.create_user("dev@example.com", "DEVELOPER").await;
+        let hello = wasm_program(&app, &token, "hello", HELLO).await;
+        let spin = wasm_program(&app, &token, "spin", SPIN).await;
+        let environment = environment(&app, &token, json!({ "timeoutSeconds": 600 })).await;
+        let first = id_of(&start_run(&app, &token, &hello, &environment, json!([])).await);
+        wait_status(&app, &token, &first, "SUCCEEDED", Duration::from_secs(15)).await;
+
+        // The slot is free and nobody waits: the run is taken at once.
+        let a = start_run(&app, &token, &spin, &environment, json!([])).await;
+        assert_eq!(a["status"], "STARTING", "{a}");
+        let a = id_of(&a);
+        wait_status(&app, &token, &a, "RUNNING", Duration::from_secs(15)).await;
+
+        // The slot is taken: new runs wait in the queue, in order.
+        let b = start_run(&app, &token, &spin, &environment, json!([])).await;
+        let c = start_run(&app, &token, &spin, &environment, json!([])).await;
+        assert_eq!(b["status"], "QUEUED", "{b}");
+        assert_eq!(c["status"], "QUEUED", "{c}");
+        let (b, c) = (id_of(&b), id_of(&c));
+        cancel_run(&app, &token, &a).await;
+        wait_status(&app, &token, &b, "RUNNING", Duration::from_secs(15)).await;
+        let c_now = run(&app, &token, &c).await;
+        assert_eq!(
+            c_now["status"],
+            "QUEUED",
+            "{c_now} {}",
+            run(&app, &token, &b).await
+        );
+
+        // A run created while C waits queues behind it, slot or not.
+        let d = start_run(&app, &token, &hello, &environment, json!([])).await;
+        assert_eq!(d["status"], "QUEUED", "{d}");
+        let d = id_of(&d);
+        cancel_run(&app, &token, &b).await;
+        wait_status(&app, &token, &c, "RUNNING", Duration::from_secs(15)).await;
+        assert_eq!(run(&app, &token, &d).await["status"], "QUEUED");
+        cancel_run(&app, &token, &c).await;
+        let d = wait_status(&app, &token, &d, "SUCCEEDED", Duration::from_secs(15)).await;
+
+        let started = |run: &Value| -> chrono::DateTime<chrono::Utc> {
+            run["startedAt"].as_str().unwrap().parse().unwrap()
+        };
+        let b = run(&app, &token, &b).await;
+        let c = run(&app, &token, &c).await;
+        assert!(started(&b) <= started(&c), "B started before C: {b} {c}");
+        assert!(started(&c) <= started(&d), "C started before D: {c} {d}");
     }
 );
 

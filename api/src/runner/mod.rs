@@ -7,6 +7,7 @@
 //! separate tasks; one run's life is in `supervise`.
 
 pub mod claim;
+pub mod inserts;
 pub mod logs;
 pub mod notify;
 mod supervise;
@@ -14,7 +15,7 @@ pub mod transitions;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -40,10 +41,29 @@ const CLEANUP_PERIOD: Duration = Duration::from_secs(60);
 /// How long a plugin's health answer is trusted before asking again.
 const HEALTH_TTL: Duration = Duration::from_secs(2);
 
-/// A run this server is executing.
+/// A run this server holds: executing, or recording how it ended.
 struct RunControl {
     kind: ExecutorKind,
     cancel: watch::Sender<Option<CancelRequest>>,
+    /// Whether the run still takes one of its kind's slots: from its claim
+    /// until its executor reports the outcome. Storing its last lines and
+    /// its terminal status does not hold a slot.
+    executing: bool,
+}
+
+/// The executor kinds, in the order of [`Scheduler::queued`].
+const KINDS: [ExecutorKind; 3] = [
+    ExecutorKind::Wasm,
+    ExecutorKind::Docker,
+    ExecutorKind::Kubernetes,
+];
+
+fn kind_index(kind: ExecutorKind) -> usize {
+    match kind {
+        ExecutorKind::Wasm => 0,
+        ExecutorKind::Docker => 1,
+        ExecutorKind::Kubernetes => 2,
+    }
 }
 
 /// The scheduler's state, part of the app.
@@ -56,6 +76,13 @@ pub struct Scheduler {
     wake: Notify,
     changed: Notify,
     running: Mutex<HashMap<Uuid, RunControl>>,
+    /// Per kind, bumped whenever runs of that kind may be waiting in the
+    /// queue (a run queued, put back, or its environment became ready).
+    queued: [AtomicU64; 3],
+    /// Per kind, the value of `queued` when a claim last found no more
+    /// claimable runs. While the two are equal the queue holds none, and a
+    /// new run may start at once without passing anyone.
+    drained: [AtomicU64; 3],
     stopping: AtomicBool,
     health: Mutex<HashMap<ExecutorKind, (Instant, bool)>>,
     /// (program, version, environment) → what their runs share.
@@ -63,6 +90,7 @@ pub struct Scheduler {
     pub writer: LogWriter,
     pub notifier: Notifier,
     pub transitions: transitions::TransitionWriter,
+    pub inserts: inserts::RunInserter,
 }
 
 impl Scheduler {
@@ -76,6 +104,7 @@ impl Scheduler {
         let boot = Uuid::new_v4().simple().to_string();
         let owner = format!("{stable_id}:{}", &boot[..12]);
         Self {
+            inserts: inserts::RunInserter::spawn(db.clone()),
             transitions: transitions::TransitionWriter::spawn(db, owner.clone()),
             config,
             owner,
@@ -83,6 +112,9 @@ impl Scheduler {
             wake: Notify::new(),
             changed: Notify::new(),
             running: Mutex::new(HashMap::new()),
+            // What the queue holds at start is unknown until the first claim.
+            queued: [AtomicU64::new(1), AtomicU64::new(1), AtomicU64::new(1)],
+            drained: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             stopping: AtomicBool::new(false),
             health: Mutex::new(HashMap::new()),
             templates: Mutex::new(HashMap::new()),
@@ -101,9 +133,82 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
+    /// Tells the claim loop that runs may be waiting in the queue, and
+    /// wakes it.
+    pub fn queue_changed(&self) {
+        for queued in &self.queued {
+            queued.fetch_add(1, Ordering::SeqCst);
+        }
+        self.wake();
+    }
+
+    fn may_have_queued(&self, kind: ExecutorKind) -> bool {
+        let k = kind_index(kind);
+        self.queued[k].load(Ordering::SeqCst) != self.drained[k].load(Ordering::SeqCst)
+    }
+
+    fn executing(running: &HashMap<Uuid, RunControl>, kind: ExecutorKind) -> usize {
+        running
+            .values()
+            .filter(|r| r.kind == kind && r.executing)
+            .count()
+    }
+
     fn n_running(&self, kind: ExecutorKind) -> usize {
-        let running = self.running.lock().expect("running lock");
-        running.values().filter(|r| r.kind == kind).count()
+        Self::executing(&self.running.lock().expect("running lock"), kind)
+    }
+
+    /// Takes a slot for a run being created, when it can start at once:
+    /// its environment takes runs, its engine was healthy when last asked, a
+    /// slot of its kind is free and no queued run of its kind waits (so it
+    /// passes no one). The run is then stored as STARTING under this
+    /// server's lease instead of QUEUED, which saves the claim.
+    pub fn start_now(
+        &self,
+        run_id: Uuid,
+        kind: ExecutorKind,
+        environment_takes_runs: bool,
+    ) -> Option<StartNow> {
+        if !environment_takes_runs
+            || self.stopping.load(Ordering::SeqCst)
+            || self.may_have_queued(kind)
+            || !self.last_healthy(kind)
+        {
+            return None;
+        }
+        let mut running = self.running.lock().expect("running lock");
+        if Self::executing(&running, kind) >= self.limit(kind) {
+            return None;
+        }
+        let (cancel, receiver) = watch::channel(None);
+        running.insert(
+            run_id,
+            RunControl {
+                kind,
+                cancel,
+                executing: true,
+            },
+        );
+        Some(StartNow {
+            cancel: receiver,
+            owner: self.owner.clone(),
+            lease_until: self.lease_until(),
+        })
+    }
+
+    /// Gives back the slot of a run taken by [`Scheduler::start_now`] whose
+    /// row could not be stored.
+    pub fn abandon(&self, run_id: Uuid) {
+        self.unregister(run_id);
+    }
+
+    /// The run's executor reported its outcome: its slot is free for the
+    /// next run while its end is recorded.
+    fn release(&self, run_id: Uuid) {
+        if let Some(control) = self.running.lock().expect("running lock").get_mut(&run_id) {
+            control.executing = false;
+        }
+        self.wake();
     }
 
     fn limit(&self, kind: ExecutorKind) -> usize {
@@ -116,10 +221,14 @@ impl Scheduler {
 
     fn register(&self, run_id: Uuid, kind: ExecutorKind) -> watch::Receiver<Option<CancelRequest>> {
         let (cancel, receiver) = watch::channel(None);
-        self.running
-            .lock()
-            .expect("running lock")
-            .insert(run_id, RunControl { kind, cancel });
+        self.running.lock().expect("running lock").insert(
+            run_id,
+            RunControl {
+                kind,
+                cancel,
+                executing: true,
+            },
+        );
         receiver
     }
 
@@ -142,6 +251,17 @@ impl Scheduler {
             }
             None => false,
         }
+    }
+
+    /// Whether the engine of `kind` was healthy when last asked (never
+    /// asks it: for the request path). An answer gone stale costs little:
+    /// a run whose engine turns out unreachable goes back to the queue.
+    fn last_healthy(&self, kind: ExecutorKind) -> bool {
+        self.health
+            .lock()
+            .expect("health lock")
+            .get(&kind)
+            .is_some_and(|(_, ok)| *ok)
     }
 
     async fn healthy(&self, app: &AppState, kind: ExecutorKind) -> bool {
@@ -175,7 +295,7 @@ impl Scheduler {
             .insert(kind, (Instant::now(), false));
     }
 
-    fn lease_until(&self) -> chrono::DateTime<Utc> {
+    pub fn lease_until(&self) -> chrono::DateTime<Utc> {
         Utc::now() + chrono::Duration::seconds(self.config.lease_seconds as i64)
     }
 
@@ -235,11 +355,7 @@ async fn claim_loop(app: AppState) {
     let scheduler = &app.scheduler;
     while !scheduler.stopping.load(Ordering::SeqCst) {
         let mut more = false;
-        for kind in [
-            ExecutorKind::Wasm,
-            ExecutorKind::Docker,
-            ExecutorKind::Kubernetes,
-        ] {
+        for kind in KINDS {
             let free = scheduler
                 .limit(kind)
                 .saturating_sub(scheduler.n_running(kind));
@@ -247,6 +363,7 @@ async fn claim_loop(app: AppState) {
                 continue;
             }
             let batch = (free as u64).min(CLAIM_BATCH);
+            let queued = scheduler.queued[kind_index(kind)].load(Ordering::SeqCst);
             match claim::claim(
                 &app.db,
                 kind,
@@ -257,6 +374,11 @@ async fn claim_loop(app: AppState) {
             .await
             {
                 Ok(claimed) => {
+                    if (claimed.len() as u64) < batch {
+                        // Nothing claimable was left when the claim ran;
+                        // what was queued since has bumped `queued`.
+                        scheduler.drained[kind_index(kind)].store(queued, Ordering::SeqCst);
+                    }
                     more |= claimed.len() as u64 == batch;
                     for run in claimed {
                         let cancel = scheduler.register(run.id, kind);
@@ -331,6 +453,23 @@ async fn heartbeat_loop(app: AppState) {
         }
         tokio::time::sleep(period).await;
     }
+}
+
+/// The slot and lease of a run started at once by `createRun`.
+pub struct StartNow {
+    pub cancel: watch::Receiver<Option<CancelRequest>>,
+    pub owner: String,
+    pub lease_until: chrono::DateTime<Utc>,
+}
+
+/// Supervises a run `createRun` stored as STARTING under this server's
+/// lease (see [`Scheduler::start_now`]).
+pub fn supervise_started(
+    app: &AppState,
+    run: runs::Model,
+    cancel: watch::Receiver<Option<CancelRequest>>,
+) {
+    tokio::spawn(supervise::supervise(app.clone(), run, cancel, None));
 }
 
 /// Finishes or reattaches active runs whose server died.
@@ -468,7 +607,7 @@ pub async fn record_cancel_request(
 /// Handles an event from another replica.
 pub fn on_remote_event(app: &AppState, event: notify::Remote) {
     match event {
-        notify::Remote::RunQueued => app.scheduler.wake(),
+        notify::Remote::RunQueued => app.scheduler.queue_changed(),
         notify::Remote::LogsStored { .. } => {}
         notify::Remote::StatusChanged { run_id } => {
             let app = app.clone();

@@ -163,6 +163,7 @@ async fn run_to_end(app: AppState, run: runs::Model, cancel: CancelReceiver, rea
                 Ok(Some(run)) => {
                     publish_status(&app, &run);
                     app.scheduler.notifier.status_changed(run_id);
+                    app.scheduler.queue_changed();
                 }
                 Ok(None) => {}
                 Err(error) => {
@@ -184,6 +185,7 @@ async fn follow(app: &AppState, run_id: Uuid, handle: RunHandle, sink: Arc<RunLo
         outcome, cleanup, ..
     } = handle;
     let outcome = outcome.await;
+    app.scheduler.release(run_id);
     let (status, exit_code, reason, closing) = match outcome {
         RunOutcome::Exited { code: 0 } => (
             RunStatus::Succeeded,

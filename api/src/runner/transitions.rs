@@ -89,29 +89,25 @@ async fn apply_loop(
                 .or_default()
                 .push(request.run_id);
         }
-        let result = async {
-            let txn = db.begin().await?;
-            let mut rows: HashMap<Uuid, runs::Model> = HashMap::new();
-            for (transition, run_ids) in &groups {
-                let moved = match transition {
-                    Transition::Running { executor_ref } => {
-                        claim::mark_running(&txn, run_ids, &owner, executor_ref.clone()).await?
-                    }
-                    Transition::Finish {
-                        status,
-                        exit_code,
-                        reason,
-                    } => {
-                        claim::finish(&txn, run_ids, &owner, *status, *exit_code, reason.clone())
-                            .await?
-                    }
-                };
-                rows.extend(moved.into_iter().map(|row| (row.id, row)));
+        let result = if groups.len() == 1 {
+            // One statement commits on its own: no transaction to open.
+            let (transition, run_ids) = groups.iter().next().expect("one group");
+            apply_group(&db, &owner, transition, run_ids)
+                .await
+                .map(|moved| moved.into_iter().map(|row| (row.id, row)).collect())
+        } else {
+            async {
+                let txn = db.begin().await?;
+                let mut rows: HashMap<Uuid, runs::Model> = HashMap::new();
+                for (transition, run_ids) in &groups {
+                    let moved = apply_group(&txn, &owner, transition, run_ids).await?;
+                    rows.extend(moved.into_iter().map(|row| (row.id, row)));
+                }
+                txn.commit().await?;
+                Ok::<_, sea_orm::DbErr>(rows)
             }
-            txn.commit().await?;
-            Ok::<_, sea_orm::DbErr>(rows)
-        }
-        .await;
+            .await
+        };
         match result {
             Ok(mut rows) => {
                 for request in batch {
@@ -125,5 +121,23 @@ async fn apply_loop(
                 }
             }
         }
+    }
+}
+
+async fn apply_group<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    owner: &str,
+    transition: &Transition,
+    run_ids: &[Uuid],
+) -> Result<Vec<runs::Model>, sea_orm::DbErr> {
+    match transition {
+        Transition::Running { executor_ref } => {
+            claim::mark_running(db, run_ids, owner, executor_ref.clone()).await
+        }
+        Transition::Finish {
+            status,
+            exit_code,
+            reason,
+        } => claim::finish(db, run_ids, owner, *status, *exit_code, reason.clone()).await,
     }
 }

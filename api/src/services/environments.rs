@@ -157,7 +157,7 @@ pub fn spawn_prepare(app: AppState, environment: environments::Model) {
         if let Err(error) = result {
             tracing::error!(environment = %id, ?error, "recording the end of preparation");
         }
-        app.scheduler.wake();
+        app.scheduler.queue_changed();
     });
 }
 
@@ -288,7 +288,7 @@ async fn transition(
 
 pub async fn start(app: &App, principal: &Principal, id: Uuid) -> ApiResult<EnvironmentView> {
     use EnvironmentStatus::*;
-    transition(
+    let started = transition(
         app,
         principal,
         id,
@@ -297,7 +297,10 @@ pub async fn start(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Envi
         Starting,
         Running,
     )
-    .await
+    .await?;
+    // Runs queued while it was STARTING can be claimed now.
+    app.scheduler.queue_changed();
+    Ok(started)
 }
 
 pub async fn stop(app: &App, principal: &Principal, id: Uuid) -> ApiResult<EnvironmentView> {

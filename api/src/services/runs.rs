@@ -1,7 +1,7 @@
 //! Runs: creating one (a QUEUED row of the program's current version),
 //! cancelling, retrying, reading, listing and paging through logs.
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use playground_entities::{
     AssetKind, EnvironmentStatus, ExecutorKind, ProgramRuntime, RunStatus, credentials, grants,
     run_logs, runs,
@@ -9,12 +9,11 @@ use playground_entities::{
 use playground_policies::{Action, Grant, Kind};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
-use crate::app::App;
+use crate::app::{App, AppState};
 use crate::auth::Principal;
 use crate::authz::{self, grant_to_i16};
 use crate::error::{ApiError, ApiResult};
@@ -49,7 +48,7 @@ pub struct RunFilter {
     pub environment_id: Option<Uuid>,
 }
 
-pub async fn create(app: &App, principal: &Principal, input: NewRun) -> ApiResult<RunView> {
+pub async fn create(app: &AppState, principal: &Principal, input: NewRun) -> ApiResult<RunView> {
     authz::require(app, principal, Kind::Run, Action::Create)?;
     let program = programs::load(app, principal, input.program_id).await?;
     authz::check(
@@ -72,9 +71,11 @@ pub async fn create(app: &App, principal: &Principal, input: NewRun) -> ApiResul
     let credential_ids = check_credentials(app, principal, input.credential_ids).await?;
     compatible(program.program.runtime, environment.environment.executor)?;
     runnable(environment.environment.status)?;
+    let now = stored_now();
     insert(
         app,
         principal,
+        &environment.environment,
         runs::Model {
             id: Uuid::now_v7(),
             program_id: program.program.id,
@@ -93,10 +94,10 @@ pub async fn create(app: &App, principal: &Principal, input: NewRun) -> ApiResul
             lease_expires_at: None,
             executor_ref: None,
             cancel_reason: None,
-            queued_at: Utc::now(),
+            queued_at: now,
             started_at: None,
             finished_at: None,
-            updated_at: Utc::now(),
+            updated_at: now,
         },
     )
     .await
@@ -104,7 +105,7 @@ pub async fn create(app: &App, principal: &Principal, input: NewRun) -> ApiResul
 
 /// A new run (attempt + 1) of the same program version, environment, args,
 /// env and credentials as a finished run.
-pub async fn retry(app: &App, principal: &Principal, id: Uuid) -> ApiResult<RunView> {
+pub async fn retry(app: &AppState, principal: &Principal, id: Uuid) -> ApiResult<RunView> {
     let RunView { run, grant } = load(app, principal, id).await?;
     authz::check(app, principal, Kind::Run, Action::Retry, grant)?;
     let uses_credentials = run
@@ -139,10 +140,11 @@ pub async fn retry(app: &App, principal: &Principal, id: Uuid) -> ApiResult<RunV
         environment.grant,
     )?;
     runnable(environment.environment.status)?;
-    let now = Utc::now();
+    let now = stored_now();
     insert(
         app,
         principal,
+        &environment.environment,
         runs::Model {
             id: Uuid::now_v7(),
             status: RunStatus::Queued,
@@ -165,12 +167,54 @@ pub async fn retry(app: &App, principal: &Principal, id: Uuid) -> ApiResult<RunV
     .await
 }
 
-async fn insert(app: &App, principal: &Principal, run: runs::Model) -> ApiResult<RunView> {
-    let active: runs::ActiveModel = run.into();
-    let run = active.reset_all().insert(&app.db).await?;
+/// Now, at the precision the databases keep (microseconds), so the row a
+/// request answers with is the row stored.
+fn stored_now() -> chrono::DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Stores a new run: STARTING under this server's lease when it can start
+/// at once (a free slot, nobody waiting before it), else QUEUED for the
+/// claim loop.
+async fn insert(
+    app: &AppState,
+    principal: &Principal,
+    environment: &playground_entities::environments::Model,
+    mut run: runs::Model,
+) -> ApiResult<RunView> {
+    let takes_runs = matches!(
+        environment.status,
+        EnvironmentStatus::Ready | EnvironmentStatus::Running
+    );
+    let started = app
+        .scheduler
+        .start_now(run.id, environment.executor, takes_runs);
+    if let Some(start) = &started {
+        run.status = RunStatus::Starting;
+        run.lease_owner = Some(start.owner.clone());
+        run.lease_expires_at = Some(start.lease_until.trunc_subsecs(6));
+    }
+    let run_id = run.id;
+    let run = match app.scheduler.inserts.insert(run).await {
+        Ok(run) => run,
+        Err(error) => {
+            if started.is_some() {
+                app.scheduler.abandon(run_id);
+            }
+            return Err(error.into());
+        }
+    };
     publish_status(app, &run);
-    app.scheduler.wake();
-    app.scheduler.notifier.run_queued();
+    match started {
+        Some(start) => {
+            app.scheduler.notifier.status_changed(run.id);
+            crate::runner::supervise_started(app, run.clone(), start.cancel);
+        }
+        None => {
+            app.scheduler.queue_changed();
+            app.scheduler.notifier.run_queued();
+        }
+    }
     let grant = run_grant(app, principal, &run).await?;
     Ok(RunView { run, grant })
 }
