@@ -3,9 +3,11 @@
 //!
 //! - one at a time: createRun → SUCCEEDED (seen by a `runStatus`
 //!   subscriber) of a SHELL program running `true`, against
-//!   `docker run --rm --network none IMAGE true`, alternating, median of
-//!   `BENCH_N` each;
-//! - 20 at once: wall time until all 20 have ended, both ways.
+//!   `docker run --rm --network none IMAGE true`, and against the engine's
+//!   floor: the same container made by three API calls (create, start,
+//!   wait for the exit code) with no API server, no database and no CLI;
+//!   alternating, median of `BENCH_N` each;
+//! - 20 at once: wall time until all 20 have ended, the three ways.
 //!
 //! Run: `DOCKER_HOST=… cargo bench -p playground-api --bench docker_runs`
 //! (`plugins/docker/tests/support/start-dockerd.sh` starts an engine and
@@ -136,6 +138,35 @@ fn cli_run() -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// The least any client of the engine does to run `true` and learn its
+/// exit code: create, start, wait. (Removing it is left out, as the API
+/// removes its containers after the run has ended.)
+async fn engine_run(docker: &bollard::Docker) -> f64 {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    let started = Instant::now();
+    let body = ContainerCreateBody {
+        image: Some(IMAGE.to_owned()),
+        cmd: Some(vec!["true".to_owned()]),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".to_owned()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = docker.create_container(None, body).await.unwrap().id;
+    docker.start_container(&id, None).await.unwrap();
+    let mut wait = docker.wait_container(&id, None);
+    while let Some(exit) = wait.next().await {
+        assert_eq!(exit.unwrap().status_code, 0);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .build();
+    docker.remove_container(&id, Some(options)).await.unwrap();
+    elapsed
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -224,19 +255,28 @@ async fn main() {
     println!("machine: {}", machine());
     println!("engine: Docker {engine}");
 
-    // Warm both paths up, then alternate them.
+    let docker = bollard::Docker::connect_with_defaults()
+        .expect("connect to the engine")
+        .negotiate_version()
+        .await
+        .expect("negotiate the engine's API version");
+
+    // Warm the three paths up, then alternate them.
     let mut socket = client.socket().await;
     for _ in 0..2 {
         api_run(&client, &mut socket, &program, &environment).await;
         cli_run();
+        engine_run(&docker).await;
     }
     let mut api = Vec::new();
     let mut cli = Vec::new();
+    let mut engine = Vec::new();
     for _ in 0..n {
         api.push(api_run(&client, &mut socket, &program, &environment).await);
         cli.push(tokio::task::spawn_blocking(cli_run).await.unwrap());
+        engine.push(engine_run(&docker).await);
     }
-    let (api_median, cli_median) = (median(api), median(cli));
+    let (api_median, cli_median, engine_median) = (median(api), median(cli), median(engine));
 
     // n_concurrent at once.
     let started = Instant::now();
@@ -270,6 +310,10 @@ async fn main() {
         assert!(process.wait().unwrap().success());
     }
     let cli_concurrent = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let runs: Vec<_> = (0..n_concurrent).map(|_| engine_run(&docker)).collect();
+    futures::future::join_all(runs).await;
+    let engine_concurrent = started.elapsed().as_secs_f64();
 
     println!("\n`true` in {IMAGE}, median of {n} each, alternating");
     println!("| path | one run, median ms | {n_concurrent} at once, total s |");
@@ -283,8 +327,17 @@ async fn main() {
         cli_median * 1e3
     );
     println!(
+        "| engine floor: create, start, wait (no server, no CLI) | {:.1} | {engine_concurrent:.2} |",
+        engine_median * 1e3
+    );
+    println!(
         "ratio API / CLI: {:.2} one at a time, {:.2} at once",
         api_median / cli_median,
         api_concurrent / cli_concurrent
+    );
+    println!(
+        "ratio engine floor / CLI: {:.2} one at a time, {:.2} at once",
+        engine_median / cli_median,
+        engine_concurrent / cli_concurrent
     );
 }
