@@ -27,6 +27,13 @@ use crate::graphql::PlaygroundSchema;
 /// Messages queued for a WebSocket before the producer waits.
 const WS_SEND_QUEUE: usize = 1024;
 
+/// How much a WebSocket reads from its connection at a time. Clients send
+/// little (subscribe, complete, ping); the reader zeroes this much of its
+/// buffer every time it is polled, and a subscription that streams results
+/// polls it once per result, so the 128 KiB default cost a 128 KiB memset
+/// per log line sent.
+const WS_READ_BUFFER: usize = 4 * 1024;
+
 /// How long a new WebSocket may take to send `connection_init`.
 const CONNECTION_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -177,6 +184,7 @@ async fn graphql_ws(
         .any(|p| p.trim() == "graphql-transport-ws");
     let max_message_bytes = state.app.config.hardening.max_ws_message_bytes;
     upgrade
+        .read_buffer_size(WS_READ_BUFFER)
         .max_message_size(max_message_bytes)
         .max_frame_size(max_message_bytes)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
