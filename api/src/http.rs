@@ -23,6 +23,7 @@ use crate::auth::Auth;
 use crate::db;
 use crate::error::with_default_code;
 use crate::graphql::PlaygroundSchema;
+use crate::graphql::direct::WsExecutor;
 
 /// Messages queued for a WebSocket before the producer waits.
 const WS_SEND_QUEUE: usize = 1024;
@@ -225,7 +226,8 @@ async fn graphql_ws(
             }
             let stream = futures::stream::once(async move { Ok(first) }).chain(stream);
             let sink = batching(sink);
-            let connection = GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
+            let executor = WsExecutor::new(schema, app.clone());
+            let connection = GraphQLWebSocket::new_with_pair(sink, stream, executor, protocol)
                 .on_connection_init(move |_| async move {
                     match &auth {
                         Auth::Invalid(reason) => {

@@ -3,6 +3,7 @@
 //! types and the services' plain types explicitly.
 
 mod connection;
+pub mod direct;
 mod enums;
 mod inputs;
 pub mod limits;

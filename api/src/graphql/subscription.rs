@@ -3,13 +3,15 @@
 //! that happens in between is missed; the database fills any gap.
 
 use async_graphql::{Context, ID, Subscription};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use playground_entities::RunStatus;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::objects::{LogLine, RunStatusEvent};
 use super::{app, principal};
-use crate::events::{RunEvent, StatusEvent};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::events::{self, RunEvent, StatusEvent};
 use crate::limits::SubscriptionSlot;
 use crate::services::runs;
 use crate::validation;
@@ -102,85 +104,99 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LogLine>> + use<>> {
         let app = app(ctx).clone();
         let principal = principal(ctx)?.clone();
-        let run_id = validation::id("runId", &run_id)?;
-        runs::load(&app, &principal, run_id).await?;
-        let mut events = app.hub.subscribe(run_id);
-        let mut ended = runs::load(&app, &principal, run_id)
-            .await?
-            .run
-            .status
-            .is_terminal();
-        let mut last_seq = i64::from(after_seq.unwrap_or(0).max(0));
-        let slot = subscription_slot(&app, &principal)?;
-        Ok(async_stream::stream! {
-            let _slot = slot;
+        let lines = log_lines(app, principal, &run_id, after_seq).await?;
+        Ok(lines.map(|line| line.map(LogLine::from)))
+    }
+}
+
+/// The lines of a run for a `runLogs` subscriber: access checked, then the
+/// stored lines after `after_seq` and the live ones, with no gap and no
+/// duplicate, ending when the run has ended and every line was given. (The
+/// WebSocket endpoint's direct path for `runLogs` streams the same lines.)
+pub(crate) async fn log_lines(
+    app: AppState,
+    principal: Principal,
+    run_id: &ID,
+    after_seq: Option<i32>,
+) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<events::LogLine>> + use<>> {
+    let run_id = validation::id("runId", run_id)?;
+    runs::load(&app, &principal, run_id).await?;
+    let mut events = app.hub.subscribe(run_id);
+    let mut ended = runs::load(&app, &principal, run_id)
+        .await?
+        .run
+        .status
+        .is_terminal();
+    let mut last_seq = i64::from(after_seq.unwrap_or(0).max(0));
+    let slot = subscription_slot(&app, &principal)?;
+    Ok(async_stream::stream! {
+        let _slot = slot;
+        loop {
+            // Catch up from the database.
             loop {
-                // Catch up from the database.
-                loop {
-                    let lines = match runs::read_logs(&app.read, run_id, last_seq, CATCH_UP_BATCH).await {
-                        Ok(lines) => lines,
-                        Err(error) => {
-                            yield Err(async_graphql::Error::from(error));
-                            return;
-                        }
-                    };
-                    let n_lines = lines.len() as u64;
-                    for line in lines {
-                        last_seq = line.seq;
-                        yield Ok(LogLine::from(line));
+                let lines = match runs::read_logs(&app.read, run_id, last_seq, CATCH_UP_BATCH).await {
+                    Ok(lines) => lines,
+                    Err(error) => {
+                        yield Err(async_graphql::Error::from(error));
+                        return;
                     }
-                    if n_lines < CATCH_UP_BATCH {
-                        break;
-                    }
+                };
+                let n_lines = lines.len() as u64;
+                for line in lines {
+                    last_seq = line.seq;
+                    yield Ok(line);
                 }
-                // Every line is stored before the terminal status is.
-                if ended {
-                    return;
+                if n_lines < CATCH_UP_BATCH {
+                    break;
                 }
-                // Follow live lines until a gap, the end, or falling behind.
-                loop {
-                    match events.recv().await {
-                        Ok(RunEvent::Logs(lines)) => {
-                            let mut gap = false;
-                            for line in lines.iter() {
-                                if line.seq <= last_seq {
-                                    continue;
-                                }
-                                if line.seq != last_seq + 1 {
-                                    gap = true;
-                                    break;
-                                }
-                                last_seq = line.seq;
-                                yield Ok(LogLine::from(line.clone()));
+            }
+            // Every line is stored before the terminal status is.
+            if ended {
+                return;
+            }
+            // Follow live lines until a gap, the end, or falling behind.
+            loop {
+                match events.recv().await {
+                    Ok(RunEvent::Logs(lines)) => {
+                        let mut gap = false;
+                        for line in lines.iter() {
+                            if line.seq <= last_seq {
+                                continue;
                             }
-                            if gap {
+                            if line.seq != last_seq + 1 {
+                                gap = true;
                                 break;
                             }
+                            last_seq = line.seq;
+                            yield Ok(line.clone());
                         }
-                        Ok(RunEvent::LogsStored { last_seq: stored }) => {
-                            if stored > last_seq {
-                                break;
-                            }
-                        }
-                        Ok(RunEvent::Status(event)) => {
-                            if event.status.is_terminal() {
-                                ended = true;
-                                break;
-                            }
-                        }
-                        Ok(RunEvent::Resync) | Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {
-                            match runs::load(&app, &principal, run_id).await {
-                                Ok(view) => ended = view.run.status.is_terminal(),
-                                Err(error) => {
-                                    yield Err(async_graphql::Error::from(error));
-                                    return;
-                                }
-                            }
+                        if gap {
                             break;
                         }
                     }
+                    Ok(RunEvent::LogsStored { last_seq: stored }) => {
+                        if stored > last_seq {
+                            break;
+                        }
+                    }
+                    Ok(RunEvent::Status(event)) => {
+                        if event.status.is_terminal() {
+                            ended = true;
+                            break;
+                        }
+                    }
+                    Ok(RunEvent::Resync) | Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {
+                        match runs::load(&app, &principal, run_id).await {
+                            Ok(view) => ended = view.run.status.is_terminal(),
+                            Err(error) => {
+                                yield Err(async_graphql::Error::from(error));
+                                return;
+                            }
+                        }
+                        break;
+                    }
                 }
             }
-        })
-    }
+        }
+    })
 }
