@@ -68,6 +68,11 @@ impl HubReceiver {
     pub async fn recv(&mut self) -> Result<RunEvent, broadcast::error::RecvError> {
         self.receiver.recv().await
     }
+
+    /// The next event if one is queued.
+    pub fn try_recv(&mut self) -> Result<RunEvent, broadcast::error::TryRecvError> {
+        self.receiver.try_recv()
+    }
 }
 
 impl Drop for HubReceiver {

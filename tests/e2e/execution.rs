@@ -228,6 +228,104 @@ e2e_test!(
     }
 );
 
+/// Every result (`Next` payload) of one subscription, until it completes.
+async fn all_results(ws: &mut WsClient, query: &str, variables: Value) -> Vec<Value> {
+    ws.subscribe("s", query, variables).await;
+    let mut results = Vec::new();
+    loop {
+        match ws.next_event().await {
+            WsEvent::Next(payload) => results.push(payload),
+            WsEvent::Complete => return results,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+e2e_test!(
+    run_logs_answers_alike_whatever_the_shape_of_the_query,
+    executing(),
+    |app| async move {
+        let token = app.create_user("dev@example.com", "DEVELOPER").await;
+        let program = wasm_program(&app, &token, "lines", &lines_program(1)).await;
+        let environment = environment(&app, &token, json!({})).await;
+        let id = id_of(&start_run(&app, &token, &program, &environment, json!([])).await);
+        wait_status(&app, &token, &id, "SUCCEEDED", Duration::from_secs(30)).await;
+        let stored = app
+            .gql_ok(
+                Some(&token),
+                "query($id: ID!) { run(id: $id) { logs(first: 10000) { seq stream line timestamp __typename } } }",
+                json!({ "id": id }),
+            )
+            .await["run"]["logs"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(stored.len() > 4000, "{} lines", stored.len());
+        let mut ws = WsClient::connect_with_token(&app, WsProtocol::TransportWs, &token).await;
+
+        // A plain selection, and the same through a fragment: the same
+        // results as the stored lines, one per line.
+        let plain = all_results(
+            &mut ws,
+            "subscription($id: ID!) { runLogs(runId: $id) { seq stream line timestamp __typename } }",
+            json!({ "id": id }),
+        )
+        .await;
+        let fragment = all_results(
+            &mut ws,
+            "subscription($id: ID!) { runLogs(runId: $id) { ...L } } fragment L on LogLine { seq stream line timestamp __typename }",
+            json!({ "id": id }),
+        )
+        .await;
+        let expected: Vec<Value> = stored
+            .iter()
+            .map(|line| json!({ "data": { "runLogs": line } }))
+            .collect();
+        assert_eq!(plain, expected);
+        assert_eq!(fragment, expected);
+
+        // Aliases, a literal afterSeq and a named operation.
+        let after = stored.len() as i64 - 5;
+        let aliased = all_results(
+            &mut ws,
+            &format!(
+                r#"subscription Tail {{ tail: runLogs(runId: "{id}", afterSeq: {after}) {{ n: seq text: line }} }}"#
+            ),
+            json!({}),
+        )
+        .await;
+        let expected: Vec<Value> = stored[stored.len() - 5..]
+            .iter()
+            .map(|line| json!({ "data": { "tail": { "n": line["seq"], "text": line["line"] } } }))
+            .collect();
+        assert_eq!(aliased, expected);
+
+        // Errors are the schema's, whatever the shape.
+        for query in [
+            "subscription($id: ID!) { runLogs(runId: $id) { seq } }",
+            "subscription($id: ID!) { runLogs(runId: $id) { ...L } } fragment L on LogLine { seq }",
+        ] {
+            ws.subscribe(
+                "e",
+                query,
+                json!({ "id": uuid::Uuid::now_v7().to_string() }),
+            )
+            .await;
+            let event = ws.next_event().await;
+            let payload = match &event {
+                WsEvent::Next(payload) => payload["errors"].clone(),
+                WsEvent::Error(payload) => payload.clone(),
+                other => panic!("unexpected {other:?}"),
+            };
+            let errors = payload.as_array().unwrap_or_else(|| panic!("{event:?}"));
+            assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{event:?}");
+            if matches!(event, WsEvent::Next(_)) {
+                ws.expect_complete().await;
+            }
+        }
+    }
+);
+
 e2e_test!(
     a_spinning_module_times_out_within_a_second_of_its_limit,
     executing(),

@@ -17,10 +17,10 @@ use std::any::TypeId;
 use std::sync::Arc;
 
 use async_graphql::futures_util::stream::BoxStream;
+use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{
     BaseType, DocumentOperations, ExecutableDocument, OperationType, Selection, Type,
 };
-use async_graphql::indexmap::IndexMap;
 use async_graphql::{
     Data, Executor, ID, InputType, Name, Pos, Request, Response, ScalarType, ServerError, Value,
 };
@@ -393,8 +393,14 @@ mod tests {
     fn anything_else_goes_through_the_schema() {
         let others = [
             // Not a subscription, or not runLogs alone.
-            (r#"query { runLogs(runId: "r") { seq } }"#, serde_json::json!({})),
-            (r#"subscription { runStatus(runId: "r") { status } }"#, serde_json::json!({})),
+            (
+                r#"query { runLogs(runId: "r") { seq } }"#,
+                serde_json::json!({}),
+            ),
+            (
+                r#"subscription { runStatus(runId: "r") { status } }"#,
+                serde_json::json!({}),
+            ),
             (
                 r#"subscription { runLogs(runId: "r") { seq } other: runLogs(runId: "s") { seq } }"#,
                 serde_json::json!({}),
@@ -417,12 +423,27 @@ mod tests {
                 serde_json::json!({}),
             ),
             // Unknown or repeated fields and arguments.
-            (r#"subscription { runLogs(runId: "r") { seq nope } }"#, serde_json::json!({})),
-            (r#"subscription { runLogs(runId: "r") { seq seq } }"#, serde_json::json!({})),
-            (r#"subscription { runLogs(runId: "r") { } }"#, serde_json::json!({})),
-            (r#"subscription { runLogs(runId: "r", x: 1) { seq } }"#, serde_json::json!({})),
+            (
+                r#"subscription { runLogs(runId: "r") { seq nope } }"#,
+                serde_json::json!({}),
+            ),
+            (
+                r#"subscription { runLogs(runId: "r") { seq seq } }"#,
+                serde_json::json!({}),
+            ),
+            (
+                r#"subscription { runLogs(runId: "r") { } }"#,
+                serde_json::json!({}),
+            ),
+            (
+                r#"subscription { runLogs(runId: "r", x: 1) { seq } }"#,
+                serde_json::json!({}),
+            ),
             (r#"subscription { runLogs { seq } }"#, serde_json::json!({})),
-            (r#"subscription { runLogs(runId: 5) { seq } }"#, serde_json::json!({})),
+            (
+                r#"subscription { runLogs(runId: 5) { seq } }"#,
+                serde_json::json!({}),
+            ),
             (
                 r#"subscription { runLogs(runId: "r", afterSeq: 99999999999) { seq } }"#,
                 serde_json::json!({}),
@@ -462,8 +483,8 @@ mod tests {
             assert!(plan(query, variables).is_none(), "planned: {query}");
         }
         // A named operation that is not the one asked for.
-        let request = Request::new(r#"subscription A { runLogs(runId: "r") { seq } }"#)
-            .operation_name("B");
+        let request =
+            Request::new(r#"subscription A { runLogs(runId: "r") { seq } }"#).operation_name("B");
         assert!(LogsPlan::of(&request, LIMITS).is_none());
         // The schema's limits hold here too.
         let tight = Limits {

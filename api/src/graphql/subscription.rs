@@ -5,7 +5,7 @@
 use async_graphql::{Context, ID, Subscription};
 use futures::{Stream, StreamExt};
 use playground_entities::RunStatus;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::objects::{LogLine, RunStatusEvent};
 use super::{app, principal};
@@ -131,9 +131,19 @@ pub(crate) async fn log_lines(
     let slot = subscription_slot(&app, &principal)?;
     Ok(async_stream::stream! {
         let _slot = slot;
+        // A live batch that arrived while catching up: the database only
+        // has to fill in the lines before it, then it is sent. A subscriber
+        // that falls behind thus rejoins the live lines as soon as it has
+        // caught up with the oldest batch still queued for it, instead of
+        // reading the database for as long as the run writes faster.
+        let mut pending: Option<std::sync::Arc<Vec<events::LogLine>>> = None;
         loop {
             // Catch up from the database.
             loop {
+                let until = pending.as_ref().and_then(|lines| lines.first()).map(|l| l.seq);
+                if !ended && until.is_some_and(|until| last_seq + 1 >= until) {
+                    break;
+                }
                 let lines = match runs::read_logs(&app.read, run_id, last_seq, CATCH_UP_BATCH).await {
                     Ok(lines) => lines,
                     Err(error) => {
@@ -143,11 +153,40 @@ pub(crate) async fn log_lines(
                 };
                 let n_lines = lines.len() as u64;
                 for line in lines {
+                    if !ended && until.is_some_and(|until| line.seq >= until) {
+                        break;
+                    }
                     last_seq = line.seq;
                     yield Ok(line);
                 }
                 if n_lines < CATCH_UP_BATCH {
                     break;
+                }
+                if pending.is_none() {
+                    match events.try_recv() {
+                        Ok(RunEvent::Logs(lines)) => pending = Some(lines),
+                        Ok(RunEvent::Status(event)) => ended |= event.status.is_terminal(),
+                        Ok(RunEvent::LogsStored { .. }) | Err(TryRecvError::Empty) => {}
+                        Ok(RunEvent::Resync) | Err(TryRecvError::Lagged(_)) | Err(TryRecvError::Closed) => {
+                            match has_ended(&app, &principal, run_id).await {
+                                Ok(has_ended) => ended = has_ended,
+                                Err(error) => {
+                                    yield Err(error);
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(lines) = pending.take() {
+                let (next, gap) = continuing(&lines, last_seq);
+                for line in next {
+                    last_seq = line.seq;
+                    yield Ok(line.clone());
+                }
+                if gap {
+                    continue;
                 }
             }
             // Every line is stored before the terminal status is.
@@ -158,15 +197,14 @@ pub(crate) async fn log_lines(
             loop {
                 match events.recv().await {
                     Ok(RunEvent::Logs(lines)) => {
-                        let mut gap = false;
-                        for line in lines.iter() {
-                            if line.seq <= last_seq {
-                                continue;
-                            }
-                            if line.seq != last_seq + 1 {
-                                gap = true;
-                                break;
-                            }
+                        let (next, gap) = continuing(&lines, last_seq);
+                        if next.is_empty() && gap {
+                            // Lines are missing before this batch: fill
+                            // them in from the database, then send it.
+                            pending = Some(lines);
+                            break;
+                        }
+                        for line in next {
                             last_seq = line.seq;
                             yield Ok(line.clone());
                         }
@@ -186,10 +224,10 @@ pub(crate) async fn log_lines(
                         }
                     }
                     Ok(RunEvent::Resync) | Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {
-                        match runs::load(&app, &principal, run_id).await {
-                            Ok(view) => ended = view.run.status.is_terminal(),
+                        match has_ended(&app, &principal, run_id).await {
+                            Ok(has_ended) => ended = has_ended,
                             Err(error) => {
-                                yield Err(async_graphql::Error::from(error));
+                                yield Err(error);
                                 return;
                             }
                         }
@@ -199,4 +237,72 @@ pub(crate) async fn log_lines(
             }
         }
     })
+}
+
+/// Whether the run has ended, read again (events may have been missed).
+async fn has_ended(
+    app: &AppState,
+    principal: &Principal,
+    run_id: uuid::Uuid,
+) -> async_graphql::Result<bool> {
+    Ok(runs::load(app, principal, run_id)
+        .await?
+        .run
+        .status
+        .is_terminal())
+}
+
+/// The lines of a batch (in `seq` order) that follow `last_seq` without a
+/// gap, and whether lines are missing after them (or before them, when
+/// none follow).
+fn continuing(lines: &[events::LogLine], last_seq: i64) -> (&[events::LogLine], bool) {
+    let rest = &lines[lines.partition_point(|line| line.seq <= last_seq)..];
+    let n = rest
+        .iter()
+        .zip(last_seq + 1..)
+        .take_while(|(line, seq)| line.seq == *seq)
+        .count();
+    (&rest[..n], n < rest.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(seqs: &[i64]) -> Vec<events::LogLine> {
+        seqs.iter()
+            .map(|&seq| events::LogLine {
+                seq,
+                stream: playground_entities::LogStream::Stdout,
+                line: seq.to_string(),
+                timestamp: chrono::Utc::now(),
+            })
+            .collect()
+    }
+
+    fn seqs(lines: &[events::LogLine]) -> Vec<i64> {
+        lines.iter().map(|line| line.seq).collect()
+    }
+
+    #[test]
+    fn a_batch_continues_after_the_last_line_sent() {
+        let batch = lines(&[4, 5, 6, 7]);
+        let (next, gap) = continuing(&batch, 3);
+        assert_eq!((seqs(next), gap), (vec![4, 5, 6, 7], false));
+        // Lines already sent are skipped.
+        let (next, gap) = continuing(&batch, 5);
+        assert_eq!((seqs(next), gap), (vec![6, 7], false));
+        let (next, gap) = continuing(&batch, 9);
+        assert_eq!((seqs(next), gap), (vec![], false));
+    }
+
+    #[test]
+    fn missing_lines_are_a_gap() {
+        let batch = lines(&[6, 7]);
+        let (next, gap) = continuing(&batch, 3);
+        assert_eq!((seqs(next), gap), (vec![], true));
+        let batch = lines(&[4, 5, 8]);
+        let (next, gap) = continuing(&batch, 3);
+        assert_eq!((seqs(next), gap), (vec![4, 5], true));
+    }
 }
