@@ -92,6 +92,7 @@ impl App {
         );
         let registry = crate::plugins::registry(&config, &stable_id)?;
         let read = crate::db::readers(&config.database, &db).await?;
+        crate::db::checkpoints(&config.database, &db).await?;
         // With PostgreSQL other servers change grants too: no cache.
         let grants = crate::authz::GrantCache::new();
         if !crate::db::is_postgres(&db) {

@@ -96,9 +96,10 @@ impl Executor for WsExecutor {
                 return;
             };
             futures::pin_mut!(lines);
+            let mut timestamps = TimestampCache::default();
             while let Some(line) = lines.next().await {
                 match line {
-                    Ok(line) => yield plan.response(&line),
+                    Ok(line) => yield plan.response(&line, &mut timestamps),
                     Err(error) => {
                         yield plan.error(error);
                         return;
@@ -292,14 +293,14 @@ impl LogsPlan {
     }
 
     /// The result for one line, as the schema would give it.
-    fn response(&self, line: &events::LogLine) -> Response {
+    fn response(&self, line: &events::LogLine, timestamps: &mut TimestampCache) -> Response {
         let mut object = IndexMap::with_capacity(self.fields.len());
         for (key, field) in &self.fields {
             let value = match field {
                 LineField::Seq => Value::from(i32::try_from(line.seq).unwrap_or(i32::MAX)),
                 LineField::Stream => LogStream::from(line.stream).to_value(),
                 LineField::Line => Value::String(line.line.clone()),
-                LineField::Timestamp => ScalarType::to_value(&line.timestamp),
+                LineField::Timestamp => timestamps.value(line.timestamp),
                 LineField::Typename => Value::String("LogLine".to_owned()),
             };
             object.insert(key.clone(), value);
@@ -314,6 +315,25 @@ impl LogsPlan {
         let mut error: ServerError = error.into_server_error(self.pos);
         error.path = vec![async_graphql::PathSegment::Field(self.key.to_string())];
         Response::from_errors(vec![error])
+    }
+}
+
+/// The lines stored together share their timestamp: it is formatted once.
+#[derive(Default)]
+struct TimestampCache {
+    last: Option<(chrono::DateTime<chrono::Utc>, Value)>,
+}
+
+impl TimestampCache {
+    fn value(&mut self, at: chrono::DateTime<chrono::Utc>) -> Value {
+        match &self.last {
+            Some((last, value)) if *last == at => value.clone(),
+            _ => {
+                let value = ScalarType::to_value(&at);
+                self.last = Some((at, value.clone()));
+                value
+            }
+        }
     }
 }
 

@@ -209,8 +209,9 @@ async fn insert_sqlite(
         .iter()
         .flat_map(|(run_id, lines)| lines.iter().map(move |line| (*run_id, line)))
         .collect();
-    let mut txn = pool.begin().await?;
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    // As the driver encodes a time (every line of the batch has the same).
+    let stored_at = now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
+    let bound = |chunk: &[(Uuid, &'_ NumberedLine)]| {
         // Only placeholders vary; every value is bound.
         let sql = sea_orm::sqlx::AssertSqlSafe(sqlite_insert(chunk.len()));
         let mut query = sea_orm::sqlx::query(sql);
@@ -220,9 +221,20 @@ async fn insert_sqlite(
                 .bind(line.seq)
                 .bind(stream_name(line.stream))
                 .bind(line.line.as_str())
-                .bind(now);
+                .bind(stored_at.as_str());
         }
-        query.execute(&mut *txn).await?;
+        query
+    };
+    let mut chunks = rows.chunks(ROWS_PER_STATEMENT);
+    let mut txn = pool.begin().await?;
+    let mut next = chunks.next().map(bound);
+    while let Some(query) = next.take() {
+        // The next statement is bound here while SQLite runs this one on
+        // the connection's thread.
+        let (done, following) =
+            futures::join!(query.execute(&mut *txn), async { chunks.next().map(bound) });
+        done?;
+        next = following;
     }
     txn.commit().await
 }
@@ -329,6 +341,60 @@ mod tests {
         for stream in [LineStream::Stdout, LineStream::Stderr, LineStream::System] {
             assert_eq!(stream_name(stream), stream_of(stream).to_value());
         }
+    }
+
+    /// The lines the direct INSERT stores are the rows the entity would
+    /// store: same values, same SQLite types.
+    #[tokio::test]
+    async fn lines_are_stored_as_the_entity_stores_them() {
+        use sea_orm::{ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, Statement};
+        let mut options = ConnectOptions::new("sqlite::memory:");
+        options.max_connections(1).sqlx_logging(false);
+        let db = Database::connect(options).await.unwrap();
+        crate::db::migrate(&db).await.unwrap();
+        db.execute_unprepared("PRAGMA foreign_keys = OFF")
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let (direct, entity) = (Uuid::now_v7(), Uuid::now_v7());
+        let line = NumberedLine {
+            seq: 7,
+            stream: LineStream::Stderr,
+            line: "héllo \"quoted\" ✓".to_owned(),
+        };
+        let batch = (direct, vec![line.clone()]);
+        insert_sqlite(db.get_sqlite_connection_pool(), &[&batch], now)
+            .await
+            .unwrap();
+        run_logs::ActiveModel {
+            run_id: Set(entity),
+            seq: Set(line.seq),
+            stream: Set(stream_of(line.stream)),
+            line: Set(line.line.clone()),
+            timestamp: Set(now),
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT typeof(run_id) || typeof(seq) || typeof(stream) || typeof(line) || typeof(timestamp) AS types, \
+                 hex(seq) || '|' || stream || '|' || line || '|' || timestamp AS row FROM run_logs ORDER BY run_id",
+            ))
+            .await
+            .unwrap();
+        let rows: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get("", "types").unwrap(),
+                    r.try_get("", "row").unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0], rows[1]);
     }
 
     #[test]
