@@ -3,7 +3,7 @@
 //! `afterSeq`), timeout, cancel, the memory limit, the log cap, traps and
 //! invalid modules, retries, Python in WASM, a restart and a SIGTERM with
 //! runs in flight, and two servers sharing one PostgreSQL queue; a new run
-//! starts at once when it can, without passing queued ones.
+//! never passes queued ones.
 
 use std::time::{Duration, Instant};
 
@@ -378,7 +378,7 @@ e2e_test!(
 );
 
 e2e_test!(
-    a_new_run_starts_at_once_when_a_slot_is_free_and_never_passes_queued_runs,
+    a_new_run_never_passes_queued_runs,
     TestApp::builder().env("PLAYGROUND_WASM_CONCURRENCY", 1),
     |app| async move {
         let token = app.create_user("dev@example.com", "DEVELOPER").await;
@@ -388,9 +388,10 @@ e2e_test!(
         let first = id_of(&start_run(&app, &token, &hello, &environment, json!([])).await);
         wait_status(&app, &token, &first, "SUCCEEDED", Duration::from_secs(15)).await;
 
-        // The slot is free and nobody waits: the run is taken at once.
+        // Every new run is stored QUEUED; with the slot free and nobody
+        // waiting, its server claims it at once.
         let a = start_run(&app, &token, &spin, &environment, json!([])).await;
-        assert_eq!(a["status"], "STARTING", "{a}");
+        assert_eq!(a["status"], "QUEUED", "{a}");
         let a = id_of(&a);
         wait_status(&app, &token, &a, "RUNNING", Duration::from_secs(15)).await;
 

@@ -96,6 +96,26 @@ async fn claim_postgres(
         .await
 }
 
+/// Claims one QUEUED run by id (a run `createRun` has just queued and may
+/// start at once); `None` when it is no longer QUEUED.
+pub async fn claim_one(
+    db: &DatabaseConnection,
+    run_id: Uuid,
+    owner: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<Option<runs::Model>, DbErr> {
+    let rows = runs::Entity::update_many()
+        .col_expr(runs::Column::Status, Expr::value(RunStatus::Starting))
+        .col_expr(runs::Column::LeaseOwner, Expr::value(owner))
+        .col_expr(runs::Column::LeaseExpiresAt, Expr::value(lease_until))
+        .col_expr(runs::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(runs::Column::Id.eq(run_id))
+        .filter(runs::Column::Status.eq(RunStatus::Queued))
+        .exec_with_returning(db)
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
 /// Renews the leases of the given runs `owner` holds; returns the ids it
 /// still held (a run missing from them was taken over by another server).
 pub async fn renew(

@@ -15,7 +15,7 @@ pub mod transitions;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -33,7 +33,7 @@ use logs::LogWriter;
 use notify::Notifier;
 
 /// Most runs claimed by one statement.
-const CLAIM_BATCH: u64 = 64;
+const CLAIM_BATCH: usize = 64;
 /// Most launch templates kept in memory.
 const MAX_TEMPLATES: usize = 1024;
 /// How often what finished runs left on the engines is looked for.
@@ -76,6 +76,8 @@ pub struct Scheduler {
     wake: Notify,
     changed: Notify,
     running: Mutex<HashMap<Uuid, RunControl>>,
+    /// Per kind, slots taken for runs being claimed (see [`Reservation`]).
+    reserved: [AtomicUsize; 3],
     /// Per kind, bumped whenever runs of that kind may be waiting in the
     /// queue (a run queued, put back, or its environment became ready).
     queued: [AtomicU64; 3],
@@ -112,6 +114,11 @@ impl Scheduler {
             wake: Notify::new(),
             changed: Notify::new(),
             running: Mutex::new(HashMap::new()),
+            reserved: [
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+            ],
             // What the queue holds at start is unknown until the first claim.
             queued: [AtomicU64::new(1), AtomicU64::new(1), AtomicU64::new(1)],
             drained: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
@@ -154,52 +161,45 @@ impl Scheduler {
             .count()
     }
 
-    fn n_running(&self, kind: ExecutorKind) -> usize {
-        Self::executing(&self.running.lock().expect("running lock"), kind)
-    }
-
-    /// Takes a slot for a run being created, when it can start at once:
-    /// its environment takes runs, its engine was healthy when last asked, a
-    /// slot of its kind is free and no queued run of its kind waits (so it
-    /// passes no one). The run is then stored as STARTING under this
-    /// server's lease instead of QUEUED, which saves the claim.
-    pub fn start_now(
-        &self,
-        run_id: Uuid,
-        kind: ExecutorKind,
-        environment_takes_runs: bool,
-    ) -> Option<StartNow> {
-        if !environment_takes_runs
-            || self.stopping.load(Ordering::SeqCst)
-            || self.may_have_queued(kind)
-            || !self.last_healthy(kind)
-        {
+    /// Takes up to `at_most` free slots of `kind` for runs about to be
+    /// claimed; `None` when none is free. Slots are taken under the lock of
+    /// the running runs, so claims made at once never pass the limit.
+    fn reserve(app: &AppState, kind: ExecutorKind, at_most: usize) -> Option<Reservation> {
+        let scheduler = &app.scheduler;
+        let reserved = &scheduler.reserved[kind_index(kind)];
+        let running = scheduler.running.lock().expect("running lock");
+        let used = Self::executing(&running, kind) + reserved.load(Ordering::SeqCst);
+        let free = scheduler.limit(kind).saturating_sub(used).min(at_most);
+        if free == 0 {
             return None;
         }
-        let mut running = self.running.lock().expect("running lock");
-        if Self::executing(&running, kind) >= self.limit(kind) {
-            return None;
-        }
-        let (cancel, receiver) = watch::channel(None);
-        running.insert(
-            run_id,
-            RunControl {
-                kind,
-                cancel,
-                executing: true,
-            },
-        );
-        Some(StartNow {
-            cancel: receiver,
-            owner: self.owner.clone(),
-            lease_until: self.lease_until(),
+        reserved.fetch_add(free, Ordering::SeqCst);
+        Some(Reservation {
+            app: app.clone(),
+            kind,
+            n: free,
         })
     }
 
-    /// Gives back the slot of a run taken by [`Scheduler::start_now`] whose
-    /// row could not be stored.
-    pub fn abandon(&self, run_id: Uuid) {
-        self.unregister(run_id);
+    /// A slot for a run being created, when it can start at once: its
+    /// environment takes runs, its engine was healthy when last asked, a
+    /// slot of its kind is free and no queued run of its kind waits (so it
+    /// passes no one). `createRun` then claims that run itself
+    /// ([`claim_created`]) instead of waking the claim loop.
+    pub fn start_now(
+        app: &AppState,
+        kind: ExecutorKind,
+        environment_takes_runs: bool,
+    ) -> Option<Reservation> {
+        let scheduler = &app.scheduler;
+        if !environment_takes_runs
+            || scheduler.stopping.load(Ordering::SeqCst)
+            || scheduler.may_have_queued(kind)
+            || !scheduler.last_healthy(kind)
+        {
+            return None;
+        }
+        Self::reserve(app, kind, 1)
     }
 
     /// The run's executor reported its outcome: its slot is free for the
@@ -356,13 +356,13 @@ async fn claim_loop(app: AppState) {
     while !scheduler.stopping.load(Ordering::SeqCst) {
         let mut more = false;
         for kind in KINDS {
-            let free = scheduler
-                .limit(kind)
-                .saturating_sub(scheduler.n_running(kind));
-            if free == 0 || !scheduler.healthy(&app, kind).await {
+            let Some(mut reservation) = Scheduler::reserve(&app, kind, CLAIM_BATCH) else {
+                continue;
+            };
+            if !scheduler.healthy(&app, kind).await {
                 continue;
             }
-            let batch = (free as u64).min(CLAIM_BATCH);
+            let batch = reservation.n as u64;
             let queued = scheduler.queued[kind_index(kind)].load(Ordering::SeqCst);
             match claim::claim(
                 &app.db,
@@ -381,7 +381,7 @@ async fn claim_loop(app: AppState) {
                     }
                     more |= claimed.len() as u64 == batch;
                     for run in claimed {
-                        let cancel = scheduler.register(run.id, kind);
+                        let cancel = reservation.register(run.id);
                         crate::services::runs::publish_status(&app, &run);
                         scheduler.notifier.status_changed(run.id);
                         tokio::spawn(supervise::supervise(app.clone(), run, cancel, None));
@@ -455,21 +455,57 @@ async fn heartbeat_loop(app: AppState) {
     }
 }
 
-/// The slot and lease of a run started at once by `createRun`.
-pub struct StartNow {
-    pub cancel: watch::Receiver<Option<CancelRequest>>,
-    pub owner: String,
-    pub lease_until: chrono::DateTime<Utc>,
+/// Slots taken for runs about to be claimed. Each claimed run is
+/// registered in one ([`Reservation::register`]); what is left is given
+/// back when the reservation is dropped.
+pub struct Reservation {
+    app: AppState,
+    kind: ExecutorKind,
+    n: usize,
 }
 
-/// Supervises a run `createRun` stored as STARTING under this server's
-/// lease (see [`Scheduler::start_now`]).
-pub fn supervise_started(
-    app: &AppState,
-    run: runs::Model,
-    cancel: watch::Receiver<Option<CancelRequest>>,
-) {
-    tokio::spawn(supervise::supervise(app.clone(), run, cancel, None));
+impl Reservation {
+    /// Registers a claimed run in one of the slots.
+    fn register(&mut self, run_id: Uuid) -> watch::Receiver<Option<CancelRequest>> {
+        let receiver = self.app.scheduler.register(run_id, self.kind);
+        if self.n > 0 {
+            self.n -= 1;
+            self.app.scheduler.reserved[kind_index(self.kind)].fetch_sub(1, Ordering::SeqCst);
+        }
+        receiver
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.app.scheduler.reserved[kind_index(self.kind)].fetch_sub(self.n, Ordering::SeqCst);
+    }
+}
+
+/// Claims a run `createRun` has just queued, in the slot it took with
+/// [`Scheduler::start_now`], and supervises it: the run starts without
+/// waiting for the claim loop. If the claim loop (or another server, or a
+/// cancel) got to it first, the slot is given back.
+pub fn claim_created(app: &AppState, run_id: Uuid, mut reservation: Reservation) {
+    let app = app.clone();
+    tokio::spawn(async move {
+        let scheduler = &app.scheduler;
+        match claim::claim_one(&app.db, run_id, &scheduler.owner, scheduler.lease_until()).await {
+            Ok(Some(run)) => {
+                let cancel = reservation.register(run.id);
+                drop(reservation);
+                crate::services::runs::publish_status(&app, &run);
+                scheduler.notifier.status_changed(run.id);
+                tokio::spawn(supervise::supervise(app.clone(), run, cancel, None));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(run = %run_id, ?error, "claiming a new run failed; it waits in the queue");
+                drop(reservation);
+                scheduler.queue_changed();
+            }
+        }
+    });
 }
 
 /// Finishes or reattaches active runs whose server died.

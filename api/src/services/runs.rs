@@ -173,43 +173,24 @@ fn stored_now() -> chrono::DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// Stores a new run: STARTING under this server's lease when it can start
-/// at once (a free slot, nobody waiting before it), else QUEUED for the
-/// claim loop.
+/// Stores a new run, QUEUED. When it can start at once (a free slot, nobody
+/// queued before it) this request's server claims it straight away;
+/// otherwise the claim loop (of this server or another) takes it in turn.
 async fn insert(
     app: &AppState,
     principal: &Principal,
     environment: &playground_entities::environments::Model,
-    mut run: runs::Model,
+    run: runs::Model,
 ) -> ApiResult<RunView> {
     let takes_runs = matches!(
         environment.status,
         EnvironmentStatus::Ready | EnvironmentStatus::Running
     );
-    let started = app
-        .scheduler
-        .start_now(run.id, environment.executor, takes_runs);
-    if let Some(start) = &started {
-        run.status = RunStatus::Starting;
-        run.lease_owner = Some(start.owner.clone());
-        run.lease_expires_at = Some(start.lease_until.trunc_subsecs(6));
-    }
-    let run_id = run.id;
-    let run = match app.scheduler.inserts.insert(run).await {
-        Ok(run) => run,
-        Err(error) => {
-            if started.is_some() {
-                app.scheduler.abandon(run_id);
-            }
-            return Err(error.into());
-        }
-    };
+    let slot = crate::runner::Scheduler::start_now(app, environment.executor, takes_runs);
+    let run = app.scheduler.inserts.insert(run).await?;
     publish_status(app, &run);
-    match started {
-        Some(start) => {
-            app.scheduler.notifier.status_changed(run.id);
-            crate::runner::supervise_started(app, run.clone(), start.cancel);
-        }
+    match slot {
+        Some(slot) => crate::runner::claim_created(app, run.id, slot),
         None => {
             app.scheduler.queue_changed();
             app.scheduler.notifier.run_queued();
