@@ -43,8 +43,9 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<DatabaseConnecti
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
-                // The server checkpoints beside the writer (`checkpoints`).
-                .pragma("wal_autocheckpoint", "0")
+                // The server checkpoints beside the writer (`checkpoints`);
+                // the writer does so itself only if that falls far behind.
+                .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
         });
     } else {
         options.max_connections(32);
@@ -80,6 +81,10 @@ pub async fn readers(
 /// Read-only SQLite connections.
 const READERS: u32 = 8;
 
+/// Pages of write-ahead log (about 40 MB) past which the writer
+/// checkpoints in its own commit, in case the checkpoint connection cannot.
+const WRITER_CHECKPOINT_PAGES: &str = "10000";
+
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_PERIOD: Duration = Duration::from_millis(200);
 
@@ -87,29 +92,41 @@ const CHECKPOINT_PERIOD: Duration = Duration::from_millis(200);
 /// connection of its own, every [`CHECKPOINT_PERIOD`]. By default SQLite
 /// does this inside the commit that makes the log pass 1,000 pages, on the
 /// writer, where every other write waits for it (about a quarter of the
-/// writer's time while a run streams lines). A passive checkpoint runs
+/// writer's time while a run streams lines); the writer now does it only
+/// past [`WRITER_CHECKPOINT_PAGES`]. A passive checkpoint runs
 /// beside the writer and the readers and never blocks them; the log then
 /// starts over at the next write. Nothing to do for PostgreSQL.
 pub async fn checkpoints(config: &DatabaseConfig, db: &DatabaseConnection) -> anyhow::Result<()> {
     if is_postgres(db) {
         return Ok(());
     }
-    let mut connection = checkpoint_connection(&config.url()).await?;
+    let url = config.url();
+    let mut connection = Some(checkpoint_connection(&url).await?);
     tokio::spawn(async move {
         let mut failing = false;
         loop {
             tokio::time::sleep(CHECKPOINT_PERIOD).await;
-            let result = sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&mut connection)
-                .await;
+            let result = match connection.as_mut() {
+                Some(connection) => sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(connection)
+                    .await
+                    .map(|_| ())
+                    .map_err(anyhow::Error::from),
+                None => checkpoint_connection(&url).await.map(|opened| {
+                    connection = Some(opened);
+                }),
+            };
             match result {
-                Ok(_) => failing = false,
-                // Said once per spell of failures, not every period.
-                Err(error) if !failing => {
-                    failing = true;
-                    tracing::warn!(%error, "checkpointing the database's log failed");
+                Ok(()) => failing = false,
+                Err(error) => {
+                    // Opened again at the next period; said once per spell
+                    // of failures, not every period.
+                    connection = None;
+                    if !failing {
+                        failing = true;
+                        tracing::warn!(%error, "checkpointing the database's log failed");
+                    }
                 }
-                Err(_) => {}
             }
         }
     });

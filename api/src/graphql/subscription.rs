@@ -152,14 +152,16 @@ pub(crate) async fn log_lines(
                     }
                 };
                 let n_lines = lines.len() as u64;
+                let mut reached = false;
                 for line in lines {
                     if !ended && until.is_some_and(|until| line.seq >= until) {
+                        reached = true;
                         break;
                     }
                     last_seq = line.seq;
                     yield Ok(line);
                 }
-                if n_lines < CATCH_UP_BATCH {
+                if reached || n_lines < CATCH_UP_BATCH {
                     break;
                 }
                 if pending.is_none() {
@@ -180,6 +182,12 @@ pub(crate) async fn log_lines(
                 }
             }
             if let Some(lines) = pending.take() {
+                // The database has been read up to this batch: lines still
+                // missing before it were never stored (the writer gave up
+                // on them), so the stream goes on after them.
+                if let Some(first) = lines.iter().find(|line| line.seq > last_seq) {
+                    last_seq = last_seq.max(first.seq - 1);
+                }
                 let (next, gap) = continuing(&lines, last_seq);
                 for line in next {
                     last_seq = line.seq;

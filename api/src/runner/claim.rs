@@ -97,13 +97,23 @@ async fn claim_postgres(
 }
 
 /// Claims one QUEUED run by id (a run `createRun` has just queued and may
-/// start at once); `None` when it is no longer QUEUED.
+/// start at once); `None` when it is no longer QUEUED or its environment no
+/// longer takes runs.
 pub async fn claim_one(
     db: &DatabaseConnection,
     run_id: Uuid,
     owner: &str,
     lease_until: DateTime<Utc>,
 ) -> Result<Option<runs::Model>, DbErr> {
+    let mut taking_runs = Query::select();
+    taking_runs
+        .column(environments::Column::Id)
+        .from(environments::Entity)
+        .and_where(
+            Expr::col(environments::Column::Status)
+                .is_in([EnvironmentStatus::Ready, EnvironmentStatus::Running]),
+        )
+        .and_where(Expr::col(environments::Column::DeletedAt).is_null());
     let rows = runs::Entity::update_many()
         .col_expr(runs::Column::Status, Expr::value(RunStatus::Starting))
         .col_expr(runs::Column::LeaseOwner, Expr::value(owner))
@@ -111,6 +121,7 @@ pub async fn claim_one(
         .col_expr(runs::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(runs::Column::Id.eq(run_id))
         .filter(runs::Column::Status.eq(RunStatus::Queued))
+        .filter(runs::Column::EnvironmentId.in_subquery(taking_runs))
         .exec_with_returning(db)
         .await?;
     Ok(rows.into_iter().next())

@@ -143,10 +143,17 @@ impl Scheduler {
     /// Tells the claim loop that runs may be waiting in the queue, and
     /// wakes it.
     pub fn queue_changed(&self) {
+        self.queuing();
+        self.wake();
+    }
+
+    /// Notes that a run is about to be queued (before its row is stored, so
+    /// that no new run passes it meanwhile; [`Scheduler::queue_changed`]
+    /// follows once it is stored).
+    pub fn queuing(&self) {
         for queued in &self.queued {
             queued.fetch_add(1, Ordering::SeqCst);
         }
-        self.wake();
     }
 
     fn may_have_queued(&self, kind: ExecutorKind) -> bool {
@@ -341,13 +348,22 @@ impl Scheduler {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let changed = self.changed.notified();
-            if self.running.lock().expect("running lock").is_empty() {
+            if self.idle() {
                 return true;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return self.running.lock().expect("running lock").is_empty();
+                return self.idle();
             }
         }
+    }
+
+    /// No run held, and no run being claimed.
+    fn idle(&self) -> bool {
+        self.running.lock().expect("running lock").is_empty()
+            && self
+                .reserved
+                .iter()
+                .all(|reserved| reserved.load(Ordering::SeqCst) == 0)
     }
 }
 
@@ -478,7 +494,9 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.app.scheduler.reserved[kind_index(self.kind)].fetch_sub(self.n, Ordering::SeqCst);
+        let scheduler = &self.app.scheduler;
+        scheduler.reserved[kind_index(self.kind)].fetch_sub(self.n, Ordering::SeqCst);
+        scheduler.changed.notify_waiters();
     }
 }
 
@@ -490,6 +508,10 @@ pub fn claim_created(app: &AppState, run_id: Uuid, mut reservation: Reservation)
     let app = app.clone();
     tokio::spawn(async move {
         let scheduler = &app.scheduler;
+        if scheduler.stopping.load(Ordering::SeqCst) {
+            // Shutting down: the run waits in the queue for the next server.
+            return;
+        }
         match claim::claim_one(&app.db, run_id, &scheduler.owner, scheduler.lease_until()).await {
             Ok(Some(run)) => {
                 let cancel = reservation.register(run.id);

@@ -187,15 +187,28 @@ async fn insert(
         EnvironmentStatus::Ready | EnvironmentStatus::Running
     );
     let slot = crate::runner::Scheduler::start_now(app, environment.executor, takes_runs);
-    let run = app.scheduler.inserts.insert(run).await?;
-    publish_status(app, &run);
-    match slot {
-        Some(slot) => crate::runner::claim_created(app, run.id, slot),
-        None => {
-            app.scheduler.queue_changed();
-            app.scheduler.notifier.run_queued();
-        }
+    if slot.is_none() {
+        app.scheduler.queuing();
     }
+    // Stored and followed up in a task of its own, so a client that hangs
+    // up meanwhile leaves no run unclaimed and unannounced.
+    let task_app = app.clone();
+    let stored = tokio::spawn(async move {
+        let app = task_app;
+        let run = app.scheduler.inserts.insert(run).await?;
+        publish_status(&app, &run);
+        match slot {
+            Some(slot) => crate::runner::claim_created(&app, run.id, slot),
+            None => {
+                app.scheduler.queue_changed();
+                app.scheduler.notifier.run_queued();
+            }
+        }
+        Ok::<_, sea_orm::DbErr>(run)
+    });
+    let run = stored
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("storing a run failed: {e}")))??;
     let grant = run_grant(app, principal, &run).await?;
     Ok(RunView { run, grant })
 }
