@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 /// How many events a slow subscriber may fall behind before it re-reads.
-const CHANNEL_CAPACITY: usize = 256;
+pub const CHANNEL_CAPACITY: usize = 256;
 
 /// A run's status changed.
 #[derive(Clone, Debug, PartialEq)]

@@ -20,6 +20,10 @@ use crate::runner::notify::Notifier;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// Most lines in one write.
 const MAX_BATCH_LINES: usize = 20_000;
+/// Most lines in one hub event: with [`crate::events::CHANNEL_CAPACITY`]
+/// (256) events per run, a subscriber that falls behind holds at most
+/// 512,000 lines in memory before it reads the database instead.
+const EVENT_LINES: usize = 2_000;
 /// Rows per INSERT statement (keeps under the databases' parameter limits).
 const ROWS_PER_STATEMENT: usize = 1_000;
 
@@ -150,18 +154,35 @@ async fn store(
     }
     for (run_id, lines) in batch {
         let last_seq = lines.last().map_or(0, |l| l.seq);
-        let lines: Vec<LogLine> = lines
-            .into_iter()
+        for event in events_of(lines, now) {
+            hub.publish(run_id, RunEvent::Logs(event));
+        }
+        notifier.logs_stored(run_id, last_seq);
+    }
+}
+
+/// A run's stored lines as hub events of at most [`EVENT_LINES`] lines, in
+/// order. A subscriber holds at most the hub's capacity in events, so this
+/// bounds what a slow subscriber keeps in memory by lines, not by writes.
+fn events_of(
+    lines: Vec<NumberedLine>,
+    timestamp: chrono::DateTime<Utc>,
+) -> impl Iterator<Item = Arc<Vec<LogLine>>> {
+    let mut lines = lines.into_iter().peekable();
+    std::iter::from_fn(move || {
+        lines.peek()?;
+        let event: Vec<LogLine> = lines
+            .by_ref()
+            .take(EVENT_LINES)
             .map(|l| LogLine {
                 seq: l.seq,
                 stream: stream_of(l.stream),
                 line: l.line,
-                timestamp: now,
+                timestamp,
             })
             .collect();
-        hub.publish(run_id, RunEvent::Logs(Arc::new(lines)));
-        notifier.logs_stored(run_id, last_seq);
-    }
+        Some(Arc::new(event))
+    })
 }
 
 /// Inserts the lines of some runs in one transaction.
@@ -395,6 +416,26 @@ mod tests {
             .collect();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0], rows[1]);
+    }
+
+    #[test]
+    fn stored_lines_reach_the_hub_in_events_of_bounded_size() {
+        let lines: Vec<NumberedLine> = (1..=4_500)
+            .map(|seq| NumberedLine {
+                seq,
+                stream: LineStream::Stdout,
+                line: format!("line {seq}"),
+            })
+            .collect();
+        let events: Vec<Arc<Vec<LogLine>>> = events_of(lines, Utc::now()).collect();
+        let sizes: Vec<usize> = events.iter().map(|e| e.len()).collect();
+        assert_eq!(sizes, [2_000, 2_000, 500]);
+        let seqs: Vec<i64> = events
+            .iter()
+            .flat_map(|e| e.iter().map(|l| l.seq))
+            .collect();
+        assert_eq!(seqs, (1..=4_500).collect::<Vec<i64>>());
+        assert_eq!(events_of(Vec::new(), Utc::now()).count(), 0);
     }
 
     #[test]
