@@ -12,6 +12,7 @@ use crate::support::docker::{
     BUSYBOX, assert_healthy, docker_environment, docker_server, docker_tests_enabled, lines_of,
     run_logs, shell_program, start_run, wait_run_end,
 };
+use crate::support::wasm::{wasm_environment, wasm_program};
 use crate::support::*;
 
 /// A server that executes WASM runs.
@@ -24,24 +25,6 @@ async fn assert_still_serving(app: &TestApp, token: &str) {
     assert_healthy(app).await;
     let data = app.gql_ok(Some(token), "{ me { email } }", json!({})).await;
     assert!(data["me"]["email"].is_string(), "{data}");
-}
-
-/// A WASM program of one file `name.wat`; its id.
-async fn wat_program(app: &TestApp, token: &str, name: &str, source: &str) -> String {
-    let input = json!({
-        "name": name,
-        "runtime": "WASM",
-        "entrypoint": format!("{name}.wat"),
-        "files": [{ "path": format!("{name}.wat"), "content": source }],
-    });
-    id_of(&create_program(app, token, input).await)
-}
-
-async fn wasm_environment(app: &TestApp, token: &str, resources: Value) -> String {
-    let input = json!({ "name": "wasm", "executor": "WASM", "resources": resources });
-    let id = id_of(&create_environment(app, token, input).await);
-    wait_environment_status(app, token, &id, "READY").await;
-    id
 }
 
 /// Runs a program on an environment to its end; the run and its log.
@@ -139,7 +122,7 @@ e2e_test!(
     executing(),
     |app| async move {
         let token = app.create_user("attacker@example.com", "DEVELOPER").await;
-        let program = wat_program(&app, &token, "escape", ESCAPE_WAT).await;
+        let program = wasm_program(&app, &token, "escape", ESCAPE_WAT).await;
         let environment = wasm_environment(&app, &token, json!({})).await;
         let (done, logs) = run_to_end(
             &app,
@@ -190,7 +173,7 @@ e2e_test!(
             let source = format!(
                 "(module {import} (memory (export \"memory\") 1) (func (export \"_start\")))"
             );
-            let program = wat_program(&app, &token, name, &source).await;
+            let program = wasm_program(&app, &token, name, &source).await;
             let (done, logs) = run_to_end(
                 &app,
                 &token,
@@ -249,7 +232,7 @@ e2e_test!(
     |app| async move {
         let token = app.create_user("attacker@example.com", "DEVELOPER").await;
         // 20 MiB on one line.
-        let program = wat_program(&app, &token, "flood", &one_line_flood(320)).await;
+        let program = wasm_program(&app, &token, "flood", &one_line_flood(320)).await;
         let environment = wasm_environment(&app, &token, json!({ "maxLogBytes": 10_000 })).await;
         let (done, logs) = run_to_end(
             &app,

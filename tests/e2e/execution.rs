@@ -1,6 +1,5 @@
 //! Runs end to end on the WASM executor: status transitions and their
-//! times, live logs through `runLogs` (20,000 lines, resuming with
-//! `afterSeq`), timeout, cancel, the memory limit, the log cap, traps and
+//! times, timeout, cancel, the memory limit, traps and
 //! invalid modules, retries, Python in WASM, a restart and a SIGTERM with
 //! runs in flight, and two servers sharing one PostgreSQL queue; a new run
 //! never passes queued ones.
@@ -9,100 +8,15 @@ use std::time::{Duration, Instant};
 
 use sea_orm::ConnectionTrait;
 
+use crate::support::wasm::*;
 use crate::support::*;
 
 const HELLO: &str = include_str!("../fixtures/hello.wat");
-const LINES: &str = include_str!("../fixtures/lines.wat");
 const SPIN: &str = include_str!("../fixtures/spin.wat");
 const MEMORY_HOG: &str = include_str!("../fixtures/memory_hog.wat");
 
-const RUN: &str =
-    "id status exitCode failureReason attempt programVersion args queuedAt startedAt finishedAt";
-const RUN_LOGS: &str = "subscription($id: ID!, $after: Int) { runLogs(runId: $id, afterSeq: $after) { seq stream line } }";
 const RUN_STATUS: &str =
     "subscription($id: ID!) { runStatus(runId: $id) { runId status exitCode failureReason at } }";
-
-/// A server that executes runs.
-pub fn executing() -> TestAppBuilder {
-    TestApp::builder().env("PLAYGROUND_WASM_CONCURRENCY", 16)
-}
-
-/// A WAT program printing `n_writes × 4000` lines.
-fn lines_program(n_writes: u32) -> String {
-    LINES.replace("(i32.const 250)", &format!("(i32.const {n_writes})"))
-}
-
-async fn wasm_program(app: &TestApp, token: &str, name: &str, source: &str) -> String {
-    let input = json!({
-        "name": name,
-        "runtime": "WASM",
-        "entrypoint": format!("{name}.wat"),
-        "files": [{ "path": format!("{name}.wat"), "content": source }],
-    });
-    id_of(&create_program(app, token, input).await)
-}
-
-async fn environment(app: &TestApp, token: &str, resources: Value) -> String {
-    let input = json!({ "name": "wasm", "executor": "WASM", "resources": resources });
-    let id = id_of(&create_environment(app, token, input).await);
-    wait_environment_status(app, token, &id, "READY").await;
-    id
-}
-
-async fn start_run(
-    app: &TestApp,
-    token: &str,
-    program: &str,
-    environment: &str,
-    args: Value,
-) -> Value {
-    let query =
-        format!("mutation($input: CreateRunInput!) {{ createRun(input: $input) {{ {RUN} }} }}");
-    let input = json!({ "programId": program, "environmentId": environment, "args": args });
-    app.gql_ok(Some(token), &query, json!({ "input": input }))
-        .await["createRun"]
-        .clone()
-}
-
-async fn run(app: &TestApp, token: &str, id: &str) -> Value {
-    let query = format!("query($id: ID!) {{ run(id: $id) {{ {RUN} }} }}");
-    app.gql_ok(Some(token), &query, json!({ "id": id })).await["run"].clone()
-}
-
-/// Polls until the run has the status (or one of `|`-separated statuses).
-async fn wait_status(app: &TestApp, token: &str, id: &str, wanted: &str, limit: Duration) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let current = run(app, token, id).await;
-        let status = current["status"].as_str().unwrap_or_default().to_owned();
-        if wanted.split('|').any(|w| w == status) {
-            return current;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run {id} is {status}, wanted {wanted} within {limit:?}: {current}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn logs(app: &TestApp, token: &str, id: &str, after: i64, first: i64) -> Vec<Value> {
-    let data = app
-        .gql_ok(
-            Some(token),
-            "query($id: ID!, $after: Int, $first: Int) { run(id: $id) { logs(afterSeq: $after, first: $first) { seq stream line } } }",
-            json!({ "id": id, "after": after, "first": first }),
-        )
-        .await;
-    data["run"]["logs"].as_array().unwrap().clone()
-}
-
-fn lines_of(logs: &[Value], stream: &str) -> Vec<String> {
-    logs.iter()
-        .filter(|l| l["stream"] == stream)
-        .map(|l| l["line"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 fn seconds_between(from: &Value, to: &Value) -> f64 {
     let from: chrono::DateTime<chrono::Utc> = from.as_str().unwrap().parse().unwrap();
@@ -116,7 +30,7 @@ e2e_test!(
     |app| async move {
         let token = app.create_user("dev@example.com", "DEVELOPER").await;
         let program = wasm_program(&app, &token, "hello", HELLO).await;
-        let environment = environment(&app, &token, json!({})).await;
+        let environment = wasm_environment(&app, &token, json!({})).await;
 
         let mut ws = WsClient::connect_with_token(&app, WsProtocol::TransportWs, &token).await;
         let created = start_run(&app, &token, &program, &environment, json!(["a"])).await;
@@ -170,169 +84,12 @@ e2e_test!(
 );
 
 e2e_test!(
-    twenty_thousand_lines_stream_in_order_and_resume_after_a_seq,
-    executing(),
-    |app| async move {
-        let token = app.create_user("dev@example.com", "DEVELOPER").await;
-        let program = wasm_program(&app, &token, "lines", &lines_program(5)).await;
-        let environment = environment(&app, &token, json!({ "maxLogBytes": 10_000_000 })).await;
-        let id = id_of(&start_run(&app, &token, &program, &environment, json!([])).await);
-
-        // Subscribe while the run is writing.
-        let mut ws = WsClient::connect_with_token(&app, WsProtocol::TransportWs, &token).await;
-        ws.subscribe("logs", RUN_LOGS, json!({ "id": id })).await;
-        let mut seqs = Vec::new();
-        let mut n_stdout = 0;
-        loop {
-            match ws.next_event().await {
-                WsEvent::Next(payload) => {
-                    let line = &payload["data"]["runLogs"];
-                    seqs.push(line["seq"].as_i64().unwrap());
-                    if line["stream"] == "STDOUT" {
-                        assert_eq!(line["line"], "0123456789abcde");
-                        n_stdout += 1;
-                    }
-                }
-                WsEvent::Complete => break,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        assert_eq!(n_stdout, 20_000, "every line arrives");
-        assert_eq!(
-            seqs,
-            (1..=seqs.len() as i64).collect::<Vec<_>>(),
-            "in order, no gap, no duplicate"
-        );
-        assert_eq!(run(&app, &token, &id).await["status"], "SUCCEEDED");
-
-        // Resume after a seq: only later lines, then completion.
-        ws.subscribe("resume", RUN_LOGS, json!({ "id": id, "after": 15_000 }))
-            .await;
-        let mut resumed = Vec::new();
-        loop {
-            match ws.next_event().await {
-                WsEvent::Next(payload) => {
-                    resumed.push(payload["data"]["runLogs"]["seq"].as_i64().unwrap())
-                }
-                WsEvent::Complete => break,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        assert_eq!(resumed, (15_001..=seqs.len() as i64).collect::<Vec<_>>());
-
-        // Run.logs pages stored lines.
-        let page = logs(&app, &token, &id, 100, 50).await;
-        assert_eq!(page.len(), 50);
-        assert_eq!(page[0]["seq"], 101);
-        assert_eq!(page[49]["seq"], 150);
-    }
-);
-
-/// Every result (`Next` payload) of one subscription, until it completes.
-async fn all_results(ws: &mut WsClient, query: &str, variables: Value) -> Vec<Value> {
-    ws.subscribe("s", query, variables).await;
-    let mut results = Vec::new();
-    loop {
-        match ws.next_event().await {
-            WsEvent::Next(payload) => results.push(payload),
-            WsEvent::Complete => return results,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
-e2e_test!(
-    run_logs_answers_alike_whatever_the_shape_of_the_query,
-    executing(),
-    |app| async move {
-        let token = app.create_user("dev@example.com", "DEVELOPER").await;
-        let program = wasm_program(&app, &token, "lines", &lines_program(1)).await;
-        let environment = environment(&app, &token, json!({})).await;
-        let id = id_of(&start_run(&app, &token, &program, &environment, json!([])).await);
-        wait_status(&app, &token, &id, "SUCCEEDED", Duration::from_secs(30)).await;
-        let stored = app
-            .gql_ok(
-                Some(&token),
-                "query($id: ID!) { run(id: $id) { logs(first: 10000) { seq stream line timestamp __typename } } }",
-                json!({ "id": id }),
-            )
-            .await["run"]["logs"]
-            .as_array()
-            .unwrap()
-            .clone();
-        assert!(stored.len() > 4000, "{} lines", stored.len());
-        let mut ws = WsClient::connect_with_token(&app, WsProtocol::TransportWs, &token).await;
-
-        // A plain selection, and the same through a fragment: the same
-        // results as the stored lines, one per line.
-        let plain = all_results(
-            &mut ws,
-            "subscription($id: ID!) { runLogs(runId: $id) { seq stream line timestamp __typename } }",
-            json!({ "id": id }),
-        )
-        .await;
-        let fragment = all_results(
-            &mut ws,
-            "subscription($id: ID!) { runLogs(runId: $id) { ...L } } fragment L on LogLine { seq stream line timestamp __typename }",
-            json!({ "id": id }),
-        )
-        .await;
-        let expected: Vec<Value> = stored
-            .iter()
-            .map(|line| json!({ "data": { "runLogs": line } }))
-            .collect();
-        assert_eq!(plain, expected);
-        assert_eq!(fragment, expected);
-
-        // Aliases, a literal afterSeq and a named operation.
-        let after = stored.len() as i64 - 5;
-        let aliased = all_results(
-            &mut ws,
-            &format!(
-                r#"subscription Tail {{ tail: runLogs(runId: "{id}", afterSeq: {after}) {{ n: seq text: line }} }}"#
-            ),
-            json!({}),
-        )
-        .await;
-        let expected: Vec<Value> = stored[stored.len() - 5..]
-            .iter()
-            .map(|line| json!({ "data": { "tail": { "n": line["seq"], "text": line["line"] } } }))
-            .collect();
-        assert_eq!(aliased, expected);
-
-        // Errors are the schema's, whatever the shape.
-        for query in [
-            "subscription($id: ID!) { runLogs(runId: $id) { seq } }",
-            "subscription($id: ID!) { runLogs(runId: $id) { ...L } } fragment L on LogLine { seq }",
-        ] {
-            ws.subscribe(
-                "e",
-                query,
-                json!({ "id": uuid::Uuid::now_v7().to_string() }),
-            )
-            .await;
-            let event = ws.next_event().await;
-            let payload = match &event {
-                WsEvent::Next(payload) => payload["errors"].clone(),
-                WsEvent::Error(payload) => payload.clone(),
-                other => panic!("unexpected {other:?}"),
-            };
-            let errors = payload.as_array().unwrap_or_else(|| panic!("{event:?}"));
-            assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{event:?}");
-            if matches!(event, WsEvent::Next(_)) {
-                ws.expect_complete().await;
-            }
-        }
-    }
-);
-
-e2e_test!(
     a_spinning_module_times_out_within_a_second_of_its_limit,
     executing(),
     |app| async move {
         let token = app.create_user("dev@example.com", "DEVELOPER").await;
         let program = wasm_program(&app, &token, "spin", SPIN).await;
-        let environment = environment(&app, &token, json!({ "timeoutSeconds": 1 })).await;
+        let environment = wasm_environment(&app, &token, json!({ "timeoutSeconds": 1 })).await;
         let id = id_of(&start_run(&app, &token, &program, &environment, json!([])).await);
         let done = wait_status(&app, &token, &id, "TIMED_OUT", Duration::from_secs(15)).await;
         let ran = seconds_between(&done["startedAt"], &done["finishedAt"]);
@@ -357,7 +114,7 @@ e2e_test!(
     |app| async move {
         let token = app.create_user("dev@example.com", "DEVELOPER").await;
         let program = wasm_program(&app, &token, "spin", SPIN).await;
-        let environment = environment(&app, &token, json!({ "timeoutSeconds": 600 })).await;
+        let environment = wasm_environment(&app, &token, json!({ "timeoutSeconds": 600 })).await;
         let id = id_of(&start_run(&app, &token, &program, &environment, json!([])).await);
         wait_status(&app, &token, &id, "RUNNING", Duration::from_secs(15)).await;
         let asked = Instant::now();
@@ -384,7 +141,7 @@ e2e_test!(
         let token = app.create_user("dev@example.com", "DEVELOPER").await;
         let hello = wasm_program(&app, &token, "hello", HELLO).await;
         let spin = wasm_program(&app, &token, "spin", SPIN).await;
-        let environment = environment(&app, &token, json!({ "timeoutSeconds": 600 })).await;
+        let environment = wasm_environment(&app, &token, json!({ "timeoutSeconds": 600 })).await;
         let first = id_of(&start_run(&app, &token, &hello, &environment, json!([])).await);
         wait_status(&app, &token, &first, "SUCCEEDED", Duration::from_secs(15)).await;
 
@@ -437,7 +194,7 @@ e2e_test!(
     |app| async move {
         let token = app.create_user("dev@example.com", "DEVELOPER").await;
         let program = wasm_program(&app, &token, "hog", MEMORY_HOG).await;
-        let environment = environment(&app, &token, json!({ "memoryMb": 64 })).await;
+        let environment = wasm_environment(&app, &token, json!({ "memoryMb": 64 })).await;
         let id = id_of(&start_run(&app, &token, &program, &environment, json!([])).await);
         let done = wait_status(&app, &token, &id, "FAILED", Duration::from_secs(30)).await;
         let reason = done["failureReason"].as_str().unwrap();
@@ -456,46 +213,11 @@ e2e_test!(
 );
 
 e2e_test!(
-    output_past_the_log_cap_is_dropped_while_the_run_goes_on,
-    executing(),
-    |app| async move {
-        let token = app.create_user("dev@example.com", "DEVELOPER").await;
-        let program = wasm_program(&app, &token, "lines", &lines_program(5)).await;
-        let environment = environment(&app, &token, json!({ "maxLogBytes": 10_000 })).await;
-        let id = id_of(&start_run(&app, &token, &program, &environment, json!([])).await);
-        let done = wait_status(
-            &app,
-            &token,
-            &id,
-            "SUCCEEDED|FAILED",
-            Duration::from_secs(30),
-        )
-        .await;
-        assert_eq!(done["status"], "SUCCEEDED", "{done}");
-        let lines = logs(&app, &token, &id, 0, 10_000).await;
-        let stdout = lines_of(&lines, "STDOUT");
-        let kept: usize = stdout.iter().map(|l| l.len() + 1).sum();
-        assert!(kept <= 10_000 && kept > 9_000, "{kept} bytes kept");
-        let system = lines_of(&lines, "SYSTEM");
-        assert_eq!(
-            system.iter().filter(|l| l.contains("truncated")).count(),
-            1,
-            "{system:?}"
-        );
-        assert_eq!(
-            system.last().map(String::as_str),
-            Some("exited with code 0"),
-            "the run went on to its end"
-        );
-    }
-);
-
-e2e_test!(
     traps_and_invalid_modules_fail_their_run_not_the_server,
     executing(),
     |app| async move {
         let token = app.create_user("dev@example.com", "DEVELOPER").await;
-        let environment = environment(&app, &token, json!({})).await;
+        let environment = wasm_environment(&app, &token, json!({})).await;
         let trap = wasm_program(
             &app,
             &token,
@@ -557,7 +279,7 @@ e2e_test!(
     executing(),
     |app| async move {
         let token = app.create_user("dev@example.com", "DEVELOPER").await;
-        let environment = environment(&app, &token, json!({})).await;
+        let environment = wasm_environment(&app, &token, json!({})).await;
         let exit_7 = "(module (import \"wasi_snapshot_preview1\" \"proc_exit\" (func $exit (param i32))) (memory (export \"memory\") 1) (func (export \"_start\") (call $exit (i32.const 7))))";
         let program = wasm_program(&app, &token, "exit7", exit_7).await;
         let id = id_of(&start_run(&app, &token, &program, &environment, json!(["x", "y"])).await);
@@ -598,7 +320,7 @@ db_test!(
         let mut app = db.start(executing()).await;
         let token = app.create_user("dev@example.com", "DEVELOPER").await;
         let program = wasm_program(&app, &token, "spin", SPIN).await;
-        let environment = environment(&app, &token, json!({ "timeoutSeconds": 600 })).await;
+        let environment = wasm_environment(&app, &token, json!({ "timeoutSeconds": 600 })).await;
         let mut ids = Vec::new();
         for _ in 0..3 {
             ids.push(id_of(
@@ -631,7 +353,7 @@ db_test!(
         let mut app = db.start(builder).await;
         let token = app.create_user("dev@example.com", "DEVELOPER").await;
         let program = wasm_program(&app, &token, "spin", SPIN).await;
-        let environment = environment(&app, &token, json!({ "timeoutSeconds": 600 })).await;
+        let environment = wasm_environment(&app, &token, json!({ "timeoutSeconds": 600 })).await;
         let id = id_of(&start_run(&app, &token, &program, &environment, json!([])).await);
         wait_status(&app, &token, &id, "RUNNING", Duration::from_secs(15)).await;
         let status = app.sigterm().await;
@@ -739,7 +461,7 @@ async fn two_servers_on_one_postgres_never_run_a_run_twice() {
         let second = db.start_with_own_data_dir(executing()).await;
         let token = first.create_user("dev@example.com", "DEVELOPER").await;
         let program = wasm_program(&first, &token, "hello", HELLO).await;
-        let environment = environment(&first, &token, json!({})).await;
+        let environment = wasm_environment(&first, &token, json!({})).await;
         let n_runs = 1000;
         let mut creators = Vec::new();
         for (i, app) in [&first, &second].into_iter().enumerate() {

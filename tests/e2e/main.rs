@@ -14,6 +14,7 @@ mod environments;
 mod execution;
 mod executors;
 mod hardening;
+mod logs;
 mod matrix;
 mod program_validation;
 mod programs;

@@ -6,6 +6,7 @@ pub mod db;
 pub mod docker;
 pub mod fixtures;
 pub mod jwt;
+pub mod wasm;
 pub mod ws;
 
 pub use app::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, TestAppBuilder, USER_PASSWORD};
